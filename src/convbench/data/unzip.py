@@ -1,0 +1,347 @@
+"""Safe extraction of an image-folder zip into a normalised tree ``<origin>/<class>/<file>``.
+
+A zip comes from anywhere, so every entry is validated before one byte is written:
+paths that would leave the target folder (``..``, absolute paths, drive letters),
+symlink entries, and archives declaring more files or bytes than ``data.max_files``
+/ ``data.max_bytes`` are refused. While extracting, bytes actually read are counted
+against the same limit, because an entry's declared size is only a claim.
+
+Layouts understood (the class root is found by descending through single wrapper folders):
+
+* ``<class>/...`` or ``<top>/<class>/...``            -> origin ``all``
+* ``[<top>/]train/<class>/...``, ``test/...``, ``val/...`` -> origins ``train``/``val``/``test``
+
+Images anywhere below a class folder belong to that class (sub-folders are kept).
+OS junk (``__MACOSX/``, ``._*``, ``.DS_Store``, ``Thumbs.db``, ``desktop.ini``),
+non-image files and images outside class folders are ignored and listed.
+The tree is extracted into a temporary sibling folder and swapped in at the end,
+so a refused or failed extraction leaves no half-written ``data/images``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from tqdm import tqdm
+
+from convbench.data.format import ORIGINS, write_json
+from convbench.errors import ConvbenchError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+"""Extensions (lower case) treated as images; matching ignores case."""
+
+JUNK_NAMES: frozenset[str] = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
+SPLIT_FOLDERS: dict[str, str] = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+"""Folder names (lower case) that mark a pre-split archive, mapped to their origin."""
+
+CHUNK = 1 << 20
+DIR_MODE = 0o755
+"""Mode of the extracted tree's root (mkdtemp would leave it private to the owner)."""
+
+IGNORED_JUNK = "OS junk"
+IGNORED_NOT_IMAGE = "not an image file"
+IGNORED_OUTSIDE = "not inside a class folder"
+
+
+def is_image_name(name: str) -> bool:
+    """True when ``name`` has an image extension (any case)."""
+    return PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    """Path components of a zip entry name; backslashes count as separators (Windows archivers)."""
+    return tuple(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
+
+
+def unsafe_reason(info: zipfile.ZipInfo) -> str | None:
+    """Why extracting ``info`` could write outside the target folder, or ``None`` when it is safe."""
+    name = info.filename.replace("\\", "/")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "symlink entry"
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return "absolute path"
+    if ".." in name.split("/"):
+        return "path leaves the target folder"
+    return None
+
+
+def _is_junk(base: str) -> bool:
+    """Finder/Explorer metadata files (AppleDouble ``._*``, ``.DS_Store``, ``Thumbs.db``, ``desktop.ini``)."""
+    return base.startswith("._") or base.lower() in JUNK_NAMES
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One image to extract: zip member ``info`` goes to ``<origin>/<cls>/<rel>``."""
+
+    info: zipfile.ZipInfo
+    origin: str
+    cls: str
+    rel: str
+
+    @property
+    def target(self) -> str:
+        return f"{self.origin}/{self.cls}/{self.rel}"
+
+
+@dataclass(frozen=True)
+class UnzipPlan:
+    """What an archive holds and where each image goes; built and checked before extracting."""
+
+    archive: str
+    layout: str
+    root: str
+    classes: list[str]
+    entries: list[Entry]
+    ignored: list[tuple[str, str]]
+
+    @property
+    def origins(self) -> list[str]:
+        """Origins present, in :data:`ORIGINS` order."""
+        present = {e.origin for e in self.entries}
+        return [o for o in ORIGINS if o in present]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per class for each origin (every class listed, zero when absent)."""
+        tally = Counter((e.origin, e.cls) for e in self.entries)
+        return {o: {c: tally[(o, c)] for c in self.classes} for o in self.origins}
+
+    def manifest(self, extracted_bytes: int) -> dict[str, object]:
+        """The ``data/unzip.json`` record."""
+        return {
+            "archive": self.archive,
+            "layout": self.layout,
+            "root": self.root,
+            "origins": self.origins,
+            "classes": self.classes,
+            "counts": self.counts(),
+            "files": len(self.entries),
+            "bytes": extracted_bytes,
+            "ignored": [list(i) for i in self.ignored],
+        }
+
+
+def _too_many(kind: str, found: int, key: str, limit: int, archive: str) -> ConvbenchError:
+    return ConvbenchError(
+        f"{archive}: {kind} {found:,} is over data.{key} = {limit:,} (a zip bomb, or a bigger dataset: "
+        f"raise data.{key} in params.yaml)"
+    )
+
+
+def _check_safe_and_small(infos: list[zipfile.ZipInfo], archive: str, max_files: int, max_bytes: int) -> None:
+    """Raise on any unsafe entry, or a declared file count or total size over the limits."""
+    unsafe = [(i.filename, r) for i in infos if (r := unsafe_reason(i))]
+    if unsafe:
+        shown = "; ".join(f"{n!r} ({r})" for n, r in unsafe[:3])
+        more = f" and {len(unsafe) - 3} more" if len(unsafe) > 3 else ""
+        raise ConvbenchError(
+            f"{archive}: refusing unsafe entries {shown}{more}; re-create the archive with plain relative paths"
+        )
+    files = [i for i in infos if not i.is_dir()]
+    if len(files) > max_files:
+        raise _too_many("file count", len(files), "max_files", max_files, archive)
+    declared = sum(i.file_size for i in files)
+    if declared > max_bytes:
+        raise _too_many("declared uncompressed size (bytes)", declared, "max_bytes", max_bytes, archive)
+
+
+Folder = tuple[str, ...]
+Scan = tuple[dict[Folder, list[str]], list[tuple[Folder, zipfile.ZipInfo]], list[tuple[str, str]]]
+
+
+def _scan(infos: list[zipfile.ZipInfo]) -> Scan:
+    """Sort entries into the folder tree (sub-folder names per folder), image files, and ignored files.
+
+    Folders holding only junk still count as folders, so a class folder without
+    images is reported rather than silently dropped; ``__MACOSX`` is not a folder.
+    """
+    ignored: list[tuple[str, str]] = []
+    folders: set[Folder] = {()}
+    images: list[tuple[Folder, zipfile.ZipInfo]] = []
+    for info in infos:
+        parts = _parts(info.filename)
+        if any(p.lower() == "__macosx" for p in parts):
+            if not info.is_dir():
+                ignored.append((info.filename, IGNORED_JUNK))
+            continue
+        dirs = parts if info.is_dir() else parts[:-1]
+        folders.update(dirs[:k] for k in range(1, len(dirs) + 1))
+        if info.is_dir() or not parts:
+            continue
+        if _is_junk(parts[-1]):
+            ignored.append((info.filename, IGNORED_JUNK))
+        elif not is_image_name(parts[-1]):
+            ignored.append((info.filename, IGNORED_NOT_IMAGE))
+        else:
+            images.append((parts, info))
+    children: dict[Folder, list[str]] = {f: [] for f in folders}
+    for f in sorted(folders):
+        if f:
+            children[f[:-1]].append(f[-1])
+    return children, images, ignored
+
+
+def _class_folders(children: dict[Folder, list[str]], archive: str) -> tuple[Folder, bool, list[tuple[str, Folder]]]:
+    """The class root, whether the archive is pre-split, and ``(origin, folder)`` of every class folder."""
+    # Descend through single wrapper folders; a leaf folder is a class, a split name starts the splits.
+    root: Folder = ()
+    while len(children[root]) == 1:
+        child = root + (children[root][0],)
+        if not children[child] or child[-1].lower() in SPLIT_FOLDERS:
+            break
+        root = child
+    kids = children[root]
+    origin_of = {k: SPLIT_FOLDERS.get(k.lower()) for k in kids}
+    presplit = bool(kids) and None not in origin_of.values() and "train" in origin_of.values()
+    if not presplit:
+        return root, False, [("all", root + (c,)) for c in kids]
+    dup = [o for o, n in Counter(origin_of.values()).items() if n > 1]
+    if dup:
+        names = ", ".join(k for k in kids if origin_of[k] in dup)
+        raise ConvbenchError(f"{archive}: folders {names} all mean the {dup[0]} split; keep one of them")
+    return root, True, [(str(origin_of[s]), root + (s, c)) for s in kids for c in children[root + (s,)]]
+
+
+def plan_archive(zf: zipfile.ZipFile, *, archive: str, max_files: int, max_bytes: int) -> UnzipPlan:
+    """Validate every entry of ``zf`` and decide where each image goes; raises before anything is written."""
+    infos = zf.infolist()
+    _check_safe_and_small(infos, archive, max_files, max_bytes)
+    children, images, ignored = _scan(infos)
+    root, presplit, class_folders = _class_folders(children, archive)
+
+    where = {folder: (origin, folder[-1]) for origin, folder in class_folders}
+    depth = len(root) + (2 if presplit else 1)
+    entries: list[Entry] = []
+    seen: set[str] = set()
+    for parts, info in images:
+        if parts[:depth] not in where:
+            ignored.append((info.filename, IGNORED_OUTSIDE))
+            continue
+        origin, cls = where[parts[:depth]]
+        entry = Entry(info, origin, cls, "/".join(parts[depth:]))
+        if entry.target in seen:
+            raise ConvbenchError(f"{archive}: {info.filename!r} appears twice; re-create the archive")
+        seen.add(entry.target)
+        entries.append(entry)
+
+    prefix = "/".join(root) + "/" if root else ""
+    used = Counter((e.origin, e.cls) for e in entries)
+    empty = ["/".join(folder) + "/" for origin, folder in class_folders if not used[(origin, folder[-1])]]
+    if empty:
+        raise ConvbenchError(
+            f"{archive}: class folder(s) {', '.join(empty[:5])} hold no images "
+            f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}); add images or remove the folder"
+        )
+    classes = sorted({folder[-1] for _, folder in class_folders})
+    if len(classes) < 2:
+        found = f"only {classes[0]!r}" if classes else "none"
+        raise ConvbenchError(
+            f"{archive}: need at least two class folders of images under {prefix or 'the zip root'!r}, found {found}; "
+            "lay the zip out as <class>/<image> (optionally under one top folder, or under train/ and test/)"
+        )
+    no_train = sorted(set(classes) - {cls for origin, cls in used if origin == "train"})
+    if presplit and no_train:
+        raise ConvbenchError(
+            f"{archive}: class(es) {', '.join(no_train)} have no train/ folder; add training images for them"
+        )
+    entries.sort(key=lambda e: (ORIGINS.index(e.origin), e.cls, e.rel))
+    return UnzipPlan(
+        archive=archive,
+        layout="pre-split" if presplit else "classes",
+        root=prefix,
+        classes=classes,
+        entries=entries,
+        ignored=sorted(ignored),
+    )
+
+
+class LimitExceeded(ConvbenchError):
+    """More bytes came out of an entry than the extraction budget allows."""
+
+
+def copy_limited(src: BinaryIO, dst: BinaryIO, limit: int) -> int:
+    """Copy ``src`` to ``dst`` and return the byte count; raise once more than ``limit`` bytes were read."""
+    total = 0
+    while chunk := src.read(CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise LimitExceeded(f"read more than the {limit:,} bytes allowed")
+        dst.write(chunk)
+    return total
+
+
+def extract(zf: zipfile.ZipFile, plan: UnzipPlan, target: Path, *, max_bytes: int) -> int:
+    """Write ``plan``'s images into ``target`` (replacing it) and return the bytes written.
+
+    The real byte count is enforced against ``max_bytes`` while streaming, whatever
+    the headers declared.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    tmp.chmod(DIR_MODE)
+    try:
+        for folder in sorted({str(PurePosixPath(e.target).parent) for e in plan.entries}):
+            (tmp / folder).mkdir(parents=True, exist_ok=True)
+        written = 0
+        for e in tqdm(plan.entries, desc="unzip", unit="file", disable=None, mininterval=0.5):
+            try:
+                with zf.open(e.info) as src, open(tmp / e.target, "wb") as dst:
+                    written += copy_limited(src, dst, max_bytes - written)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+                raise ConvbenchError(
+                    f"{plan.archive}: cannot read entry {e.info.filename!r} ({exc}); re-create the archive"
+                ) from None
+            except LimitExceeded:
+                raise ConvbenchError(
+                    f"{plan.archive}: extracting {e.info.filename!r} went past data.max_bytes = {max_bytes:,} "
+                    "(a corrupt archive or a zip bomb; raise data.max_bytes if the data is genuine)"
+                ) from None
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+        return written
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def open_zip(archive: Path) -> zipfile.ZipFile:
+    """Open ``archive`` or raise a one-line error saying what is wrong with it."""
+    archive = Path(archive)
+    if not archive.is_file():
+        raise ConvbenchError(f"{archive}: archive not found; set data.archive in params.yaml to your image zip")
+    try:
+        return zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ConvbenchError(f"{archive}: not a readable zip file ({exc}); re-create it as a .zip") from None
+
+
+def unzip_archive(archive: Path, images: Path, manifest: Path, *, max_files: int, max_bytes: int) -> UnzipPlan:
+    """Extract ``archive`` into ``images`` as ``<origin>/<class>/<file>`` and write ``manifest`` (unzip.json).
+
+    Raises :class:`ConvbenchError` for unsafe entries, limits exceeded, fewer than
+    two classes or an empty class, before writing anything.
+    """
+    with open_zip(archive) as zf:
+        plan = plan_archive(zf, archive=str(archive), max_files=max_files, max_bytes=max_bytes)
+        written = extract(zf, plan, images, max_bytes=max_bytes)
+    write_json(manifest, plan.manifest(written))
+    return plan
+
+
+def format_listing(items: list[str], cap: int = 20) -> list[str]:
+    """At most ``cap`` of ``items`` plus an ``... and N more`` line, for printing long lists."""
+    shown = items[:cap]
+    return shown + ([f"... and {len(items) - cap} more"] if len(items) > cap else [])

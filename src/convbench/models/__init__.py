@@ -1,0 +1,6 @@
+"""Our VGG, ResNet and ResNeXt, built by name from params.yaml sections (see :mod:`.registry`)."""
+
+from convbench.models.registry import FAMILIES, create_model, list_models, model_config
+from convbench.models.summary import ModelSummary, summarize
+
+__all__ = ["FAMILIES", "ModelSummary", "create_model", "list_models", "model_config", "summarize"]

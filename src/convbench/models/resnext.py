@@ -1,0 +1,76 @@
+"""ResNeXt (Xie et al., 2017): the ResNet skeleton with grouped bottlenecks, as torchvision builds it.
+
+``cardinality`` is the number of groups in each bottleneck's 3x3 convolution
+and ``base_width`` the channels per group at the first stage (doubling per
+stage): 32x4d is ``cardinality=32, base_width=4``. Depth 50 and 101 are the
+ImageNet networks; depth 29 is the CIFAR network (3x3 stem of 64 channels,
+three stages of three blocks, 256/512/1024 output channels).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from convbench.config import require
+from convbench.models.common import Stem, check_width_dropout, scale_channels
+from convbench.models.resnet import Bottleneck, ResNet
+
+RESNEXT_DEPTHS: dict[int, tuple[int, ...]] = {
+    29: (3, 3, 3),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+}
+
+
+@dataclass(frozen=True)
+class ResNeXtConfig:
+    """The ``resnext`` section of params.yaml.
+
+    ``width`` scales every convolution's channels; the grouped width is then
+    torchvision's ``int(planes * base_width / 64) * cardinality`` of the scaled
+    planes, so the cardinality always divides it. A width so small that a group
+    would get no channel is rejected.
+    """
+
+    depth: int = 29
+    cardinality: int = 8
+    base_width: int = 64
+    stem: Stem = "cifar"
+    width: float = 1.0
+    dropout: float = 0.0
+    zero_init_residual: bool = False
+
+    def __post_init__(self) -> None:
+        require(
+            self.depth in RESNEXT_DEPTHS,
+            "depth",
+            f"{self.depth} is not a ResNeXt depth; choose one of {', '.join(map(str, RESNEXT_DEPTHS))}",
+        )
+        require(self.cardinality >= 1, "cardinality", f"must be at least 1 group, got {self.cardinality}")
+        require(self.base_width >= 1, "base_width", f"must be at least 1 channel per group, got {self.base_width}")
+        check_width_dropout(self.width, self.dropout)
+        planes = scale_channels(64, self.width)
+        grouped = planes * self.base_width / 64 * self.cardinality
+        require(
+            planes * self.base_width // 64 >= 1,
+            "cardinality",
+            f"{self.cardinality} groups do not divide the first stage's grouped width of {grouped:g} channels "
+            f"(width {self.width:g}, base_width {self.base_width}); use width >= "
+            f"{math.ceil(64 / self.base_width) / 64:g}, a larger base_width or a smaller cardinality",
+        )
+
+
+def build_resnext(config: ResNeXtConfig, num_classes: int) -> ResNet:
+    """The ResNeXt that ``config`` describes: ``ResNet`` with ``Bottleneck`` blocks of ``cardinality`` groups."""
+    return ResNet(
+        Bottleneck,
+        RESNEXT_DEPTHS[config.depth],
+        num_classes,
+        groups=config.cardinality,
+        width_per_group=config.base_width,
+        stem=config.stem,
+        width=config.width,
+        dropout=config.dropout,
+        zero_init_residual=config.zero_init_residual,
+    )

@@ -1,0 +1,126 @@
+"""params.yaml as typed, validated dataclasses.
+
+Stage scripts call :func:`load_params` and read only their own section, so DVC's
+per-section ``params:`` dependencies decide what re-runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from convbench.config import ConfigError, parse_section, require
+
+FAMILIES: tuple[str, ...] = ("vgg", "resnet", "resnext")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Where the images come from and how they are cached and split."""
+
+    archive: str = "data/cifar10.zip"
+    image_size: int = 32
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 42
+    max_per_class: int = 0
+    max_files: int = 500_000
+    max_bytes: int = 8 * 2**30
+
+    def __post_init__(self) -> None:
+        require(bool(self.archive), "archive", "must name a .zip file")
+        require(8 <= self.image_size <= 1024, "image_size", f"must be in 8..1024, got {self.image_size}")
+        require(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
+        require(0.0 <= self.test_fraction < 1.0, "test_fraction", f"must be in [0, 1), got {self.test_fraction}")
+        require(
+            self.val_fraction + self.test_fraction < 1.0,
+            "val_fraction",
+            "val_fraction + test_fraction must leave some training images",
+        )
+        require(self.max_per_class >= 0, "max_per_class", "must be 0 (all) or a positive count")
+        require(self.max_files > 0, "max_files", "must be positive")
+        require(self.max_bytes > 0, "max_bytes", "must be positive")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """The recipe shared by every family, so the comparison is like for like."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    eval_batch_size: int = 1024
+    optimizer: Literal["sgd"] = "sgd"
+    lr: float = 0.2
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: Literal["onecycle", "cosine"] = "onecycle"
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    patience: int = 5
+    crop_padding: int = 4
+    flip: bool = True
+    cutout: int = 0
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    threads: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
+        require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
+        require(self.eval_batch_size >= 1, "eval_batch_size", "must be at least 1")
+        require(self.lr > 0, "lr", f"must be positive, got {self.lr}")
+        require(0.0 <= self.momentum < 1.0, "momentum", "must be in [0, 1)")
+        require(self.weight_decay >= 0, "weight_decay", "must be non-negative")
+        require(0.0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "must be in [0, epochs)")
+        require(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
+        require(self.patience >= 1, "patience", "must be at least 1")
+        require(self.crop_padding >= 0, "crop_padding", "must be non-negative")
+        require(self.cutout >= 0, "cutout", "must be 0 (off) or a square side in pixels")
+        require(self.threads >= 0, "threads", "must be 0 (all cores) or a positive count")
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole params.yaml; model sections stay plain dicts checked by the model registry."""
+
+    data: DataParams = field(default_factory=DataParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def parse_params(raw: dict[str, Any] | None) -> Params:
+    """Validate a params mapping: unknown sections or keys, wrong types, bad ranges all fail here."""
+    from convbench.models import model_config  # the registry owns the model keys
+
+    raw = dict(raw or {})
+    known = {"data", "train", *FAMILIES}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"params: unknown section(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    models = {}
+    for family in FAMILIES:
+        section = raw.get(family) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"{family}: expected a mapping of keys, got {section!r}")
+        model_config(family, **section)
+        models[family] = dict(section)
+    return Params(
+        data=parse_section(DataParams, raw.get("data"), "data"),
+        train=parse_section(TrainParams, raw.get("train"), "train"),
+        models=models,
+    )
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml`` (see :func:`parse_params`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found (run from the project root)")
+    with path.open() as fh:
+        return parse_params(yaml.safe_load(fh))

@@ -1,0 +1,246 @@
+"""The unzip stage's pure function: layouts, hostile archives, junk, and class checks."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+from imagezips import image_bytes, make_image, make_image_zip
+
+from convbench.data.unzip import LimitExceeded, copy_limited, unzip_archive
+from convbench.errors import ConvbenchError
+
+BIG = 1 << 30
+
+
+def run_unzip(zip_path: Path, base: Path, *, max_files: int = 10_000, max_bytes: int = BIG):
+    """Unzip into ``base/data/images``; return the plan, the images folder and the manifest dict."""
+    images, manifest = base / "data" / "images", base / "data" / "unzip.json"
+    plan = unzip_archive(zip_path, images, manifest, max_files=max_files, max_bytes=max_bytes)
+    return plan, images, json.loads(manifest.read_text())
+
+
+def tree(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def all_files(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize(
+    ("layout", "kind", "root", "expected"),
+    [
+        ({"cat": 2, "dog": 1}, "classes", "", {"all/cat/000.png", "all/cat/001.png", "all/dog/000.png"}),
+        ({"cnn_dataset/cat": 2, "cnn_dataset/dog": 1}, "classes", "cnn_dataset/",
+         {"all/cat/000.png", "all/cat/001.png", "all/dog/000.png"}),
+        ({"a/b/cat": 1, "a/b/dog": 1}, "classes", "a/b/", {"all/cat/000.png", "all/dog/000.png"}),
+        ({"train/cat": 2, "train/dog": 1, "test/cat": 1, "test/dog": 1}, "pre-split", "",
+         {"train/cat/000.png", "train/cat/001.png", "train/dog/000.png", "test/cat/000.png", "test/dog/000.png"}),
+        ({"train/cat": 1, "train/dog": 1, "val/cat": 1, "val/dog": 1, "test/cat": 1, "test/dog": 1}, "pre-split", "",
+         {f"{s}/{c}/000.png" for s in ("train", "val", "test") for c in ("cat", "dog")}),
+        ({"cifar10/train/cat": 1, "cifar10/train/dog": 2, "cifar10/test/cat": 1, "cifar10/test/dog": 1}, "pre-split",
+         "cifar10/",
+         {"train/cat/000.png", "train/dog/000.png", "train/dog/001.png", "test/cat/000.png", "test/dog/000.png"}),
+        ({"data/Train/cat": 1, "data/Train/dog": 1, "data/Validation/cat": 1, "data/Validation/dog": 1}, "pre-split",
+         "data/", {"train/cat/000.png", "train/dog/000.png", "val/cat/000.png", "val/dog/000.png"}),
+    ],
+    ids=["no-top", "one-top", "two-wrappers", "train-test", "train-val-test", "split-under-top", "aliases"],
+)
+def test_layouts_normalise_to_origin_class_file(tmp_path, layout, kind, root, expected):
+    zip_path = make_image_zip(tmp_path / "d.zip", layout, size=8)
+    plan, images, manifest = run_unzip(zip_path, tmp_path)
+    assert tree(images) == expected
+    assert manifest["layout"] == kind and manifest["root"] == root
+    assert manifest["classes"] == ["cat", "dog"]
+    for origin, per_class in manifest["counts"].items():
+        for cls, n in per_class.items():
+            assert n == sum(1 for f in expected if f.startswith(f"{origin}/{cls}/"))
+    assert manifest["files"] == len(expected) == len(plan.entries)
+
+
+def test_extracted_bytes_equal_the_archive_and_order_is_sorted(tmp_path):
+    zip_path = make_image_zip(tmp_path / "d.zip", {"top/b": 3, "top/a": 2}, size=8)
+    plan, images, manifest = run_unzip(zip_path, tmp_path)
+    with zipfile.ZipFile(zip_path) as zf:
+        assert (images / "all/b/002.png").read_bytes() == zf.read("top/b/002.png")
+        assert manifest["bytes"] == sum(zf.getinfo(e.info.filename).file_size for e in plan.entries)
+    assert [e.target for e in plan.entries] == sorted(e.target for e in plan.entries)
+
+
+def test_subfolders_inside_a_class_are_kept(tmp_path):
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cat/indoor": 1, "cat/outdoor": 1, "dog": 1}, size=8)
+    _, images, manifest = run_unzip(zip_path, tmp_path)
+    assert tree(images) == {"all/cat/indoor/000.png", "all/cat/outdoor/000.png", "all/dog/000.png"}
+    assert manifest["counts"] == {"all": {"cat": 2, "dog": 1}}
+
+
+def test_previous_images_are_replaced(tmp_path):
+    stale = tmp_path / "data" / "images" / "all" / "old" / "stale.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    _, images, _ = run_unzip(make_image_zip(tmp_path / "d.zip", {"cat": 1, "dog": 1}, size=8), tmp_path)
+    assert tree(images) == {"all/cat/000.png", "all/dog/000.png"}
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["images", "unzip.json"]
+
+
+def test_same_archive_gives_the_same_manifest(tmp_path):
+    zip_path = make_image_zip(tmp_path / "d.zip", {"x/cat": 2, "x/dog": 2}, size=8, extra={"x/notes.txt": b"hi"})
+    run_unzip(zip_path, tmp_path / "one")
+    run_unzip(zip_path, tmp_path / "two")
+    assert (tmp_path / "one/data/unzip.json").read_bytes() == (tmp_path / "two/data/unzip.json").read_bytes()
+
+
+def test_junk_and_non_images_are_ignored_and_listed(tmp_path):
+    extra = {
+        "__MACOSX/cnn/cat/._000.png": b"\x00\x05\x16\x07",
+        "cnn/cat/._001.png": b"\x00\x05\x16\x07",
+        "cnn/.DS_Store": b"\x00\x00\x00\x01Bud1",
+        "cnn/dog/Thumbs.db": b"\xd0\xcf",
+        "cnn/desktop.ini": b"[.ShellClassInfo]",
+        "cnn/README.txt": b"about the data",
+        "cnn/cat/notes.TXT": b"note",
+        "cnn/stray.png": image_bytes(make_image(8)),
+    }
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cnn/cat": 2, "cnn/dog": 1}, size=8, extra=extra)
+    _, images, manifest = run_unzip(zip_path, tmp_path)
+    assert tree(images) == {"all/cat/000.png", "all/cat/001.png", "all/dog/000.png"}
+    reasons = dict(manifest["ignored"])
+    assert set(reasons) == set(extra)
+    assert reasons["cnn/README.txt"] == reasons["cnn/cat/notes.TXT"] == "not an image file"
+    assert reasons["cnn/stray.png"] == "not inside a class folder"
+    assert {reasons[k] for k in ("__MACOSX/cnn/cat/._000.png", "cnn/.DS_Store", "cnn/dog/Thumbs.db")} == {"OS junk"}
+
+
+@pytest.mark.parametrize("ext", [".JPG", ".PNG", ".Jpeg", ".tiff", ".bmp", ".webp", ".gif", ".ppm"])
+def test_image_extensions_match_in_any_case(tmp_path, ext):
+    fmt = {".JPG": "JPEG", ".PNG": "PNG", ".Jpeg": "JPEG", ".tiff": "TIFF", ".bmp": "BMP", ".webp": "WEBP",
+           ".gif": "GIF", ".ppm": "PPM"}[ext]
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cat": 1, "dog": 1}, size=8, fmt=fmt, ext=ext)
+    _, images, _ = run_unzip(zip_path, tmp_path)
+    assert tree(images) == {f"all/cat/000{ext}", f"all/dog/000{ext}"}
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["../evil.png", "cat/../../evil.png", "..\\evil.png", "C:/evil.png", "ABSOLUTE", "SYMLINK"],
+)
+def test_unsafe_entries_are_refused_before_writing_anything(tmp_path, entry):
+    outside = tmp_path / "outside" / "evil.png"
+    extra, symlinks = {}, {}
+    if entry == "ABSOLUTE":
+        entry = str(outside)
+    if entry == "SYMLINK":
+        symlinks["cat/link.png"] = str(outside)
+    else:
+        extra[entry] = image_bytes(make_image(8))
+    zip_path = make_image_zip(tmp_path / "in" / "d.zip", {"cat": 2, "dog": 2}, size=8, extra=extra, symlinks=symlinks)
+    work = tmp_path / "work"
+    work.mkdir()
+    before = all_files(tmp_path)
+    with pytest.raises(ConvbenchError, match="unsafe"):
+        run_unzip(zip_path, work)
+    assert all_files(tmp_path) == before
+    assert not outside.exists()
+
+
+def test_too_many_files_is_refused(tmp_path):
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cat": 3, "dog": 3}, size=8)
+    with pytest.raises(ConvbenchError, match=r"data\.max_files = 5"):
+        run_unzip(zip_path, tmp_path, max_files=5)
+    assert not (tmp_path / "data").exists()
+    run_unzip(zip_path, tmp_path, max_files=6)
+
+
+def test_declared_size_over_the_limit_is_refused(tmp_path):
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cat": 2, "dog": 2}, size=8)
+    with zipfile.ZipFile(zip_path) as zf:
+        declared = sum(i.file_size for i in zf.infolist())
+    with pytest.raises(ConvbenchError, match=r"declared uncompressed size.*data\.max_bytes"):
+        run_unzip(zip_path, tmp_path, max_bytes=declared - 1)
+    assert not (tmp_path / "data").exists()
+    run_unzip(zip_path, tmp_path, max_bytes=declared)
+
+
+def _lie_about_size(zip_path: Path, name: str, fake_size: int) -> None:
+    """Rewrite ``name``'s uncompressed size in its local header and its central-directory record."""
+    raw = bytearray(zip_path.read_bytes())
+    with zipfile.ZipFile(zip_path) as zf:
+        local, pos = zf.getinfo(name).header_offset, zf.start_dir
+    struct.pack_into("<I", raw, local + 22, fake_size)
+    while raw[pos : pos + 4] == b"PK\x01\x02":
+        n_name, n_extra, n_comment = struct.unpack_from("<HHH", raw, pos + 28)
+        if raw[pos + 46 : pos + 46 + n_name].decode() == name:
+            struct.pack_into("<I", raw, pos + 24, fake_size)
+        pos += 46 + n_name + n_extra + n_comment
+    zip_path.write_bytes(bytes(raw))
+
+
+def test_an_entry_larger_than_its_header_says_is_refused(tmp_path):
+    bomb = b"\x00" * 200_000  # deflates to a few hundred bytes
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cat": 1, "dog": 1}, size=8, extra={"cat/bomb.png": bomb})
+    _lie_about_size(zip_path, "cat/bomb.png", 100)
+    with zipfile.ZipFile(zip_path) as zf:
+        assert zf.getinfo("cat/bomb.png").file_size == 100
+    with pytest.raises(ConvbenchError, match="cat/bomb.png"):
+        run_unzip(zip_path, tmp_path, max_bytes=10_000)
+    assert all_files(tmp_path / "data") == set()  # the temporary tree is gone too
+
+
+def test_streaming_counter_stops_at_the_limit():
+    src = io.BytesIO(b"x" * 5000)
+    dst = io.BytesIO()
+    with pytest.raises(LimitExceeded):
+        copy_limited(src, dst, 4999)
+    assert copy_limited(io.BytesIO(b"y" * 5000), dst := io.BytesIO(), 5000) == 5000
+    assert dst.getvalue() == b"y" * 5000
+
+
+@pytest.mark.parametrize(
+    ("layout", "extra", "empty_dirs", "message"),
+    [
+        ({"cnn/cat": 3}, {}, (), "at least two class folders.*only 'cat'"),
+        ({"cat": 3}, {}, (), "only 'cat'"),
+        ({}, {"readme.txt": b"no images"}, (), "found none"),
+        ({"cnn/cat": 2, "cnn/dog": 2}, {}, ["cnn/empty"], "cnn/empty/ hold no images"),
+        ({"cnn/cat": 2, "cnn/dog": 2}, {"cnn/junk/.DS_Store": b"x", "cnn/junk/a.txt": b"x"}, (),
+         "cnn/junk/ hold no images"),
+        ({"train/cat": 2, "train/dog": 2, "test/cat": 1, "test/dog": 1, "test/bird": 1}, {}, (), "bird have no train/"),
+        ({"train/cat": 1, "train/dog": 1, "val/cat": 1, "valid/dog": 1}, {}, (), "val, valid all mean the val split"),
+    ],
+    ids=["one-class-top", "one-class", "no-images", "empty-class", "junk-only", "class-missing-in-train", "two-vals"],
+)
+def test_bad_class_layouts_fail_clearly(tmp_path, layout, extra, empty_dirs, message):
+    zip_path = make_image_zip(tmp_path / "d.zip", layout, size=8, extra=extra, empty_dirs=empty_dirs)
+    with pytest.raises(ConvbenchError, match=message):
+        run_unzip(zip_path, tmp_path)
+    assert not (tmp_path / "data").exists()
+
+
+def test_duplicate_entries_are_refused(tmp_path):
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cat": 1, "dog": 1}, size=8)
+    with pytest.warns(UserWarning, match="Duplicate"), zipfile.ZipFile(zip_path, "a") as zf:
+        zf.writestr("cat/000.png", image_bytes(make_image(8, seed=9)))
+    with pytest.raises(ConvbenchError, match="appears twice"):
+        run_unzip(zip_path, tmp_path)
+
+
+@pytest.mark.parametrize("content", [None, b"this is not a zip"])
+def test_missing_or_non_zip_archive(tmp_path, content):
+    path = tmp_path / "d.zip"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConvbenchError, match="not found" if content is None else "not a readable zip"):
+        run_unzip(path, tmp_path)
+
+
+def test_nested_and_flat_layouts_make_the_same_zip(tmp_path):
+    flat = make_image_zip(tmp_path / "flat.zip", {"top/cat": 2, "top/dog": 1}, size=8)
+    nested = make_image_zip(tmp_path / "nested.zip", {"top": {"cat": 2, "dog": 1}}, size=8)
+    with zipfile.ZipFile(flat) as a, zipfile.ZipFile(nested) as b:
+        assert a.namelist() == b.namelist()
+        assert all(a.read(n) == b.read(n) for n in a.namelist())
