@@ -232,7 +232,7 @@ def test_shortcuts_accept_overrides_but_not_of_their_defining_keys() -> None:
         ),
         (lambda: model_config("resnext", cardinality=0), r"resnext\.cardinality: must be at least 1"),
         (lambda: model_config("resnet", depth=17), r"resnet\.depth: 17 is not a ResNet depth; choose one of 18, 34"),
-        (lambda: model_config("resnext", depth=34), r"resnext\.depth: 34 is not a ResNeXt depth; choose one of 29, 50"),
+        (lambda: model_config("resnext", depth=34), r"resnext\.depth: 34 is not a ResNeXt depth; choose one of 11, 20, 29, 50"),
         (lambda: model_config("vgg", depth=16, config="A"), r"vgg\.config: A has 11 layers.*use C or D"),
         (lambda: model_config("vgg", depth=12), r"vgg\.depth: 12 is not a VGG depth"),
         (lambda: model_config("vgg", head="big"), r"vgg\.head: 'big' is not one of 'compact', 'classic'"),
@@ -253,3 +253,14 @@ def test_model_config_defaults() -> None:
     assert (resnext.depth, resnext.cardinality, resnext.base_width, resnext.stem) == (29, 8, 64, "cifar")
     vgg = model_config("vgg")
     assert (vgg.depth, vgg.config, vgg.batch_norm, vgg.head) == (16, "D", True, "compact")
+
+
+@pytest.mark.parametrize("depth, blocks", [(11, 1), (20, 2), (29, 3)])
+def test_cifar_resnext_depth_is_9n_plus_2(depth: int, blocks: int) -> None:
+    model = create_model("resnext", 10, depth=depth, cardinality=4, base_width=16, width=0.25)
+    grouped = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert len(grouped) == 3 * blocks and {m.groups for m in grouped} == {4}
+    weighted = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    projections = [m for name, m in model.named_modules() if name.endswith("downsample.0")]
+    assert len(projections) == 3  # one projection shortcut per stage; the paper's depth does not count them
+    assert len(weighted) - len(projections) == depth

@@ -4,7 +4,9 @@
 and ``base_width`` the channels per group at the first stage (doubling per
 stage): 32x4d is ``cardinality=32, base_width=4``. Depth 50 and 101 are the
 ImageNet networks; depth 29 is the CIFAR network (3x3 stem of 64 channels,
-three stages of three blocks, 256/512/1024 output channels).
+three stages of three blocks, 256/512/1024 output channels). The CIFAR family is
+depth 9n + 2 for n blocks per stage, so 20 and 11 are its shallower members
+(two and one block per stage): CPU-sized networks with the same block.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from convbench.models.common import Stem, check_width_dropout, scale_channels
 from convbench.models.resnet import Bottleneck, ResNet
 
 RESNEXT_DEPTHS: dict[int, tuple[int, ...]] = {
+    11: (1, 1, 1),
+    20: (2, 2, 2),
     29: (3, 3, 3),
     50: (3, 4, 6, 3),
     101: (3, 4, 23, 3),

@@ -1,0 +1,8 @@
+"""Evaluation of trained families, the comparison report, and prediction on image files.
+
+- :mod:`.evaluate`: the ``evaluate`` stage (metrics, per-image predictions, speed).
+- :mod:`.stats`: percentile bootstrap and McNemar's exact test.
+- :mod:`.report`, :mod:`.discussion`, :mod:`.figures`, :mod:`.markdown`: reports/comparison.md.
+- :mod:`.results`, :mod:`.provenance`, :mod:`.sweep`: what the report reads (files, dvc.lock/git, MLflow).
+- :mod:`.predict`: ``convbench predict``.
+"""

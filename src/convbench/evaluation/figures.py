@@ -1,0 +1,161 @@
+"""PNG figures for the evaluation outputs and the comparison report.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects (Agg canvas), never
+through ``pyplot``'s global figure registry, so stages and tests can draw in
+parallel without a display and without leaking figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from convbench.data.format import atomic_write_bytes
+
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+_ANNOTATE_MAX_CLASSES = 12
+"""Above this many classes the confusion-matrix cells are too small for numbers."""
+
+
+def _save(fig: Figure, path: Path) -> None:
+    """Write ``fig`` as PNG atomically (no software/version metadata, so reruns compare equal)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def confusion_figure(matrices: Mapping[str, np.ndarray], classes: Sequence[str], path: Path) -> None:
+    """Confusion matrices side by side (rows: true class, columns: predicted), coloured by row share.
+
+    Colouring by the share of each true class keeps small classes visible; the cell
+    text is the raw count so the numbers match ``confusion.json``.
+    """
+    n = len(matrices)
+    side = 1.0 + 0.45 * len(classes)
+    fig = Figure(figsize=(max(3.5, side) * n, max(3.0, side)), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, (title, matrix) in zip(axes, matrices.items()):
+        counts = np.asarray(matrix, dtype=np.int64)
+        share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+        ax.set_title(title)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ticks = np.arange(len(classes))
+        ax.set_xticks(ticks, labels=classes, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(ticks, labels=classes, fontsize=8)
+        if len(classes) <= _ANNOTATE_MAX_CLASSES:
+            for i, j in np.ndindex(counts.shape):
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if share[i, j] > 0.5 else "black")
+    _save(fig, path)
+
+
+def learning_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
+                    best_epochs: Mapping[str, int], path: Path) -> None:
+    """Loss and accuracy per epoch, train dashed and validation solid, one colour per model.
+
+    ``histories[name]`` holds the history CSV's columns; a dot marks the restored best epoch.
+    """
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for color, (name, history) in zip(_COLORS, histories.items()):
+        epochs = np.asarray(history["epoch"])
+        for ax, metric, scale in ((loss_ax, "loss", 1.0), (acc_ax, "accuracy", 100.0)):
+            train = np.asarray(history[f"train_{metric}"], dtype=float) * scale
+            val = np.asarray(history[f"val_{metric}"], dtype=float) * scale
+            ax.plot(epochs, train, "--", color=color, label=f"{name} train")
+            ax.plot(epochs, val, "-", color=color, label=f"{name} val")
+            best = best_epochs.get(name)
+            if best is not None and best in set(epochs.tolist()):
+                ax.plot([best], [val[list(epochs).index(best)]], "o", color=color)
+    loss_ax.set(title="loss", xlabel="epoch", ylabel="cross-entropy")
+    acc_ax.set(title="accuracy (dot: restored best epoch)", xlabel="epoch", ylabel="%")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    acc_ax.legend(fontsize=8, ncol=2)
+    _save(fig, path)
+
+
+def per_class_bars(accuracy: Mapping[str, Sequence[float]], classes: Sequence[str], path: Path) -> None:
+    """Grouped bars of per-class test accuracy (recall), one bar per model in each class."""
+    fig = Figure(figsize=(max(6.0, 0.9 * len(classes) * max(1, len(accuracy)) / 2 + 3), 3.8),
+                 layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(classes))
+    width = 0.8 / max(1, len(accuracy))
+    for k, (color, (name, values)) in enumerate(zip(_COLORS, accuracy.items())):
+        ax.bar(x + (k - (len(accuracy) - 1) / 2) * width, np.asarray(values) * 100, width,
+               label=name, color=color)
+    ax.set_xticks(x, labels=classes, rotation=30, ha="right")
+    ax.set(ylabel="test accuracy (%)", ylim=(0, 100), title="per-class test accuracy")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _save(fig, path)
+
+
+def image_grid(images: np.ndarray, captions: Sequence[str], title: str, path: Path,
+               columns: int = 8, tile: int = 64) -> None:
+    """A grid of uint8 (K, 3, H, W) images with one caption each (e.g. ``true → pred``).
+
+    The images are tiled into one mosaic (nearest-neighbour upscaled to about
+    ``tile`` pixels) and drawn as a single image: one axes instead of K keeps a
+    gallery cheap to render.
+    """
+    images = np.asarray(images)
+    count = len(images)
+    rows = max(1, -(-count // columns))
+    cols = min(columns, max(1, count))
+    size = images.shape[-1] if count else tile
+    scale = max(1, tile // size)
+    cell = size * scale
+    gap_x, gap_y = cell // 8, cell // 2
+    mosaic = np.full((rows * (cell + gap_y), cols * (cell + gap_x), 3), 255, dtype=np.uint8)
+    for k, image in enumerate(images):
+        r, c = divmod(k, columns)
+        y, x = r * (cell + gap_y) + gap_y, c * (cell + gap_x)
+        mosaic[y:y + cell, x:x + cell] = image.transpose(1, 2, 0).repeat(scale, 0).repeat(scale, 1)
+    fig = Figure(figsize=(mosaic.shape[1] / 80, mosaic.shape[0] / 80 + 0.3))
+    ax = fig.add_axes((0, 0, 1, 1 - 0.3 / (mosaic.shape[0] / 80 + 0.3)))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.axis("off")
+    for k, caption in enumerate(captions):
+        r, c = divmod(k, columns)
+        ax.text(c * (cell + gap_x) + cell / 2, r * (cell + gap_y) + gap_y - 2, caption,
+                ha="center", va="bottom", fontsize=6.5)
+    if count == 0:
+        ax.text(mosaic.shape[1] / 2, mosaic.shape[0] / 2, "no misclassified images", ha="center", va="center")
+    fig.suptitle(title, fontsize=9, y=0.995, va="top")
+    _save(fig, path)
+
+
+def cardinality_plot(rows: Sequence[Mapping[str, float | None]], path: Path) -> None:
+    """Test accuracy against cardinality, one line per base width, labelled with params and MACs.
+
+    ``rows`` are :class:`~convbench.evaluation.sweep.Sweep` rows (``cardinality``,
+    ``base_width``, ``test_accuracy``, optional ``model_params``/``model_macs``).
+    """
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = fig.subplots()
+    widths = sorted({int(r["base_width"]) for r in rows})
+    for color, width in zip(_COLORS * 4, widths):
+        points = sorted((r for r in rows if int(r["base_width"]) == width), key=lambda r: r["cardinality"])
+        xs = [r["cardinality"] for r in points]
+        ys = [100 * r["test_accuracy"] for r in points]
+        ax.plot(xs, ys, "o-", color=color, label=f"base width {width}")
+        for r, x, y in zip(points, xs, ys):
+            if r.get("model_params") and r.get("model_macs"):
+                ax.annotate(f"{r['model_params'] / 1e6:.2f}M params, {r['model_macs'] / 1e6:.0f}M MACs", (x, y),
+                            textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="cardinality (groups)", ylabel="test accuracy (%)", title="ResNeXt: accuracy vs cardinality")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)

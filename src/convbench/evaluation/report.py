@@ -1,0 +1,288 @@
+"""reports/comparison.md: the three families side by side, with figures and a data-driven discussion.
+
+All numbers come from the files the train and evaluate stages write (so a DVC
+run-cache restore, which skips the scripts, still gives a correct report); only
+the cardinality study reads MLflow, because only the tracking store remembers
+other parameter settings.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from convbench.config import to_dict
+from convbench.data.format import Cache, atomic_write_bytes, load_cache
+from convbench.evaluation import discussion, figures, provenance
+from convbench.evaluation import markdown as md
+from convbench.evaluation.results import FamilyResult, load_results
+from convbench.evaluation.sweep import Sweep, store_problem
+from convbench.params import FAMILIES, Params
+from convbench.paths import Layout
+
+GALLERY_SIZE = 16
+"""Misclassified images shown per model: the most confident mistakes."""
+SWEEP_COMMAND = "dvc exp run --queue -S resnext.cardinality=1,2,4,8,32 && dvc queue start"
+
+
+def family_configs(params: Params) -> dict[str, dict[str, Any]]:
+    """Each family's full config (params.yaml section plus code defaults), in report order."""
+    from convbench.models import model_config
+
+    return {f: to_dict(model_config(f, **params.models.get(f, {}))) for f in FAMILIES}
+
+
+def summary_columns() -> list[md.Column]:
+    """The course's table (validation/test loss and accuracy) plus cost, confidence and speed."""
+    def m(*keys: str) -> Any:
+        return lambda r: r.metric(*keys)
+
+    return [
+        md.Column("Val loss", m("val", "loss"), md.loss, "lower"),
+        md.Column("Val acc", m("val", "accuracy"), md.pct, "higher"),
+        md.Column("Test loss", m("test", "loss"), md.loss, "lower"),
+        md.Column("Test acc", m("test", "accuracy"), md.pct, "higher"),
+        md.Column("95 % CI", m("test", "accuracy_ci"),
+                  lambda v: md.MISSING if not v else f"{md.pct(v[0])} – {md.pct(v[1])}"),
+        md.Column("Macro-F1", m("test", "macro_f1"), lambda v: md.MISSING if v is None else f"{v:.4f}", "higher"),
+        md.Column("Params", m("params"), md.count, "lower"),
+        md.Column("MACs", m("macs"), md.count, "lower"),
+        md.Column("Best epoch", lambda r: r.metric("best_epoch"),
+                  lambda v: md.MISSING if v is None else str(int(v))),
+        md.Column("Train time", m("train_seconds"), md.seconds, "lower"),
+        md.Column("Train img/s", m("train_images_per_second"), md.rate, "higher"),
+        md.Column("Infer img/s", m("inference", "images_per_second"), md.rate, "higher"),
+        md.Column("Latency ms", m("inference", "latency_ms"), md.millis, "lower"),
+    ]
+
+
+def summary_section(results: Sequence[FamilyResult], label_smoothing: float) -> list[str]:
+    columns = summary_columns()
+    smoothing = (f"; the learning curves below show the training objective (label smoothing {label_smoothing:g}), "
+                 "so their losses are higher" if label_smoothing > 0 else "")
+    rows = md.compare_rows(results, lambda r: r.name, columns)
+    first = results[0]
+    inference = first.metric("inference") or {}
+    return [
+        "## Summary", "",
+        md.table(["Model", *(c.header for c in columns)], rows), "",
+        "Best value of each column in **bold** (lower is better for losses, size, compute, time and latency). "
+        f"Losses are plain cross-entropy of the restored best weights, computed in fp32{smoothing}. "
+        "The 95 % CI is a percentile bootstrap of test accuracy over the test images. "
+        f"Throughput: batch {inference.get('batch_size', md.MISSING)}, latency: median of "
+        f"{inference.get('latency_runs', md.MISSING)} single-image runs, both on {inference.get('device', md.MISSING)} "
+        f"in {inference.get('precision', md.MISSING)}"
+        f"{' with channels_last' if inference.get('channels_last') else ''}, normalisation included.", "",
+    ]
+
+
+def _figure(title: str, name: str) -> str:
+    return f"![{title}](figures/{name})"
+
+
+def curves_section(results: Sequence[FamilyResult], figdir: Path) -> list[str]:
+    with_history = [r for r in results if r.history is not None]
+    lines = ["## Learning curves", ""]
+    if not with_history:
+        return lines + ["No training history files (reports/train/<family>_history.csv) were found.", ""]
+    figures.learning_curves(
+        {r.name: {c: r.history[c].tolist() for c in r.history.columns} for r in with_history},
+        {r.name: int(r.metric("best_epoch")) for r in with_history if r.metric("best_epoch") is not None},
+        figdir / "learning_curves.png",
+    )
+    return lines + [_figure("Loss and accuracy per epoch, train and validation, all models", "learning_curves.png"),
+                    "", "Dashed: training (augmented batches), solid: validation; the dot marks the epoch whose "
+                    "weights were restored and evaluated.", ""]
+
+
+def confusion_section(results: Sequence[FamilyResult], figdir: Path) -> list[str]:
+    figures.confusion_figure({r.name: r.confusion for r in results}, results[0].classes, figdir / "confusion.png")
+    return ["## Confusion matrices (test set)", "",
+            _figure("Confusion matrices of all models on the test set", "confusion.png"), "",
+            "Rows are true classes, columns predictions; cells show counts, colour the share of the true class.", ""]
+
+
+def per_class_section(results: Sequence[FamilyResult], figdir: Path) -> list[str]:
+    classes = results[0].classes
+    recall = {r.name: [c["recall"] for c in r.per_class] for r in results}
+    rows = [[name, *md.mark_best([values[k] for values in recall.values()], md.pct, "higher")]
+            for k, name in enumerate(classes)]
+    figures.per_class_bars(recall, classes, figdir / "per_class.png")
+    hardest = min(range(len(classes)), key=lambda k: float(np.mean([v[k] for v in recall.values()])))
+    return ["## Per-class accuracy (test set)", "",
+            md.table(["Class", *recall], rows), "",
+            _figure("Per-class test accuracy of every model", "per_class.png"), "",
+            f"Per-class accuracy is the recall of that class; the best model per class is in bold. "
+            f"The hardest class on average is **{classes[hardest]}** "
+            f"({md.pct(float(np.mean([v[hardest] for v in recall.values()])))} over the models).", ""]
+
+
+def gallery_section(results: Sequence[FamilyResult], cache: Cache | None, figdir: Path) -> list[str]:
+    lines = ["## Misclassified test images", ""]
+    if cache is None:
+        return lines + ["data/cache.pt is not available, so the images cannot be shown (run `dvc pull` or "
+                        "`dvc repro cache`).", ""]
+    for r in results:
+        wrong = r.predictions[r.predictions["label"] != r.predictions["pred"]]
+        if wrong.empty:
+            lines += [f"**{r.name}** classified all {len(r.predictions):,} test images correctly.", ""]
+            continue
+        shown = wrong.sort_values(["prob", "index"], ascending=[False, True]).head(GALLERY_SIZE)
+        images = cache.images[torch.tensor(shown["index"].tolist(), dtype=torch.long)].numpy()
+        captions = [f"{r.classes[t]} → {r.classes[p]}\n{100 * q:.0f} %"
+                    for t, p, q in zip(shown["label"], shown["pred"], shown["prob"])]
+        name = f"misclassified_{r.family}.png"
+        figures.image_grid(images, captions, f"{r.name}: most confident mistakes (true → predicted, confidence)",
+                           figdir / name)
+        lines += [f"**{r.name}** got {len(wrong):,} of {len(r.predictions):,} test images wrong "
+                  f"({md.pct(len(wrong) / max(1, len(r.predictions)))}); the {len(shown)} most confident mistakes:", "",
+                  _figure(f"{r.name} misclassified test images", name), ""]
+    return lines
+
+
+def cardinality_section(sweep: Sweep, figdir: Path) -> list[str]:
+    lines = ["## ResNeXt: accuracy against cardinality", ""]
+    how = (f"To measure it, queue one run per cardinality on the same data and recipe (`{SWEEP_COMMAND}`, "
+           "pick values that divide the group width), then regenerate this report with `dvc repro -f report` "
+           "or `convbench report` (DVC cannot see new MLflow runs). Runs are read from MLflow (experiment "
+           "`convbench`, tag `family=resnext`, finished, with a logged `test_accuracy`, and the same "
+           "`data.*`, `train.*` and other `model.*` params as this workspace).")
+    if sweep.error:
+        return lines + [f"MLflow could not be queried: {sweep.error}. This section is the only one that needs "
+                        f"the tracking store; everything else comes from files. {how}", ""]
+    if len(sweep.rows) < 2:
+        found = ", ".join(f"C={r['cardinality']}, d={r['base_width']}" for r in sweep.rows) or "none"
+        return lines + [f"Fewer than two comparable (cardinality, base width) settings are in MLflow (found: "
+                        f"{found}, of {sweep.considered} finished ResNeXt run(s)). {how}", ""]
+    rows = []
+    for r in sweep.rows:
+        ci = (f"{md.pct(r['test_accuracy_ci_low'])} – {md.pct(r['test_accuracy_ci_high'])}"
+              if r.get("test_accuracy_ci_low") is not None else md.MISSING)
+        rows.append([str(r["cardinality"]), str(r["base_width"]), str(r["cardinality"] * r["base_width"]),
+                     md.count(r.get("model_params")), md.count(r.get("model_macs")), md.pct(r["test_accuracy"]),
+                     ci, f"`{r['run_id'][:8]}`"])
+    figures.cardinality_plot(sweep.rows, figdir / "cardinality.png")
+    best = max(sweep.rows, key=lambda r: r["test_accuracy"])
+    worst = min(sweep.rows, key=lambda r: r["test_accuracy"])
+    overlap = (best.get("test_accuracy_ci_low") is not None and worst.get("test_accuracy_ci_high") is not None
+               and best["test_accuracy_ci_low"] <= worst["test_accuracy_ci_high"])
+    if best["test_accuracy"] == worst["test_accuracy"]:
+        verdict = (f"Every setting scores the same test accuracy ({md.pct(best['test_accuracy'])}): "
+                   "no effect of cardinality is visible.")
+    else:
+        verdict = (f"The best setting is C={best['cardinality']}, d={best['base_width']} "
+                   f"({md.pct(best['test_accuracy'])}), the worst C={worst['cardinality']}, d={worst['base_width']} "
+                   f"({md.pct(worst['test_accuracy'])}); "
+                   + ("their 95 % intervals overlap, so this sweep does not resolve an effect of cardinality."
+                      if overlap else "the spread exceeds the bootstrap intervals."))
+    return lines + [md.table(["Cardinality C", "Base width d", "Group width C×d", "Params", "MACs", "Test acc",
+                              "95 % CI", "MLflow run"], rows), "",
+                    _figure("ResNeXt test accuracy against cardinality", "cardinality.png"), "", verdict,
+                    "Like Table 3 of the ResNeXt paper, compare rows at similar MACs: raising C at fixed d widens "
+                    "the block and adds cost, lowering d as C grows keeps cost constant.", ""]
+
+
+def footer(results: Sequence[FamilyResult], params: Params, base: Path) -> list[str]:
+    changed = provenance.changed_params(params)
+    train = results[0].train
+    model = results[0].model
+    inference = results[0].metric("inference") or {}
+    data_hash = provenance.dataset_hash(base / "dvc.lock", params.data.archive)
+    lines = ["## Reproducibility", "",
+             f"- git commit: `{provenance.git_commit(base)}`",
+             f"- dataset: `{data_hash or 'unknown (no dvc.lock entry)'}`",
+             f"- training device: {train.get('device', md.MISSING)} ({train.get('precision', md.MISSING)}); "
+             f"inference timing: {inference.get('device', md.MISSING)} ({inference.get('precision', md.MISSING)}, "
+             f"threads: {inference.get('threads', md.MISSING)})",
+             f"- torch {model.get('torch', md.MISSING)} at evaluation, python {model.get('python', md.MISSING)}; "
+             f"report written with torch {torch.__version__} on {platform.platform(terse=True)}",
+             "- params that differ from the code defaults:"
+             + ("" if changed else " none")]
+    lines += [f"  - `{key}`: {value!r} (default {default!r})" for key, value, default in changed]
+    return lines + ["", "Regenerate with `dvc repro` (or `convbench report` after the evaluate stages).", ""]
+
+
+def render(results: Sequence[FamilyResult], params: Params, cache: Cache | None, sweep: Sweep,
+           figdir: Path, base: Path) -> str:
+    """The whole comparison.md text; draws its figures into ``figdir`` on the way."""
+    pairs = discussion.all_pairs(results)
+    first = results[0]
+    val_images = first.metric("val", "images")
+    intro = [
+        "# convbench: " + " vs ".join(r.name for r in results), "",
+        "Generated by the `report` stage from reports/metrics, reports/train and reports/eval; do not edit by hand. "
+        f"{len(first.classes)} classes ({', '.join(first.classes[:12])}{', …' if len(first.classes) > 12 else ''}), "
+        f"{len(first.predictions):,} test and {md.MISSING if val_images is None else f'{val_images:,}'} validation "
+        f"images at {first.model.get('image_size', md.MISSING)} px.", "",
+    ]
+    sections = [
+        intro,
+        summary_section(results, params.train.label_smoothing),
+        ["## Discussion", "",
+         "Generated from the numbers above: which model is best and whether the difference is real; how "
+         "ResNeXt's cardinality and grouped convolutions show in its size, cost and accuracy against ResNet and "
+         "VGG; and what the training curves say about over- or under-fitting, early stopping, volatility and time.",
+         "", "### Ranking and significance", "", *discussion.ranking(results, pairs), "",
+         *discussion.significance_table(pairs), "",
+         "### Accuracy per parameter and per MAC", "", *discussion.efficiency(results), "",
+         "### Cardinality and grouped convolutions: ResNeXt against ResNet and VGG", "",
+         *discussion.architecture(results, pairs), "",
+         "### Training: fitting, early stopping, volatility and time", "",
+         *discussion.training(results, params.train.epochs, params.train.patience), ""],
+        curves_section(results, figdir),
+        confusion_section(results, figdir),
+        per_class_section(results, figdir),
+        gallery_section(results, cache, figdir),
+        cardinality_section(sweep, figdir),
+        footer(results, params, base),
+    ]
+    return "\n".join(line for section in sections for line in section).rstrip() + "\n"
+
+
+def write_report(params: Params, sweep: Sweep, layout: Layout = Layout()) -> tuple[Path, list[FamilyResult]]:
+    """Write reports/comparison.md and reports/figures/*.png; returns the Markdown path and the results."""
+    results = load_results(layout, family_configs(params))
+    figdir = layout.reports / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    for stale in figdir.glob("*.png"):  # the folder is this stage's output: drop figures of absent models
+        stale.unlink()
+    cache = load_cache(layout.cache) if layout.cache.is_file() else None
+    text = render(results, params, cache, sweep, figdir, layout.base)
+    path = layout.reports / "comparison.md"
+    atomic_write_bytes(path, text.encode())
+    return path, results
+
+
+def headline_metrics(results: Sequence[FamilyResult]) -> dict[str, float]:
+    """``<family>_test_accuracy`` and friends, so MLflow can compare report runs at a glance."""
+    keys = (("test", "accuracy"), ("test", "macro_f1"), ("val", "accuracy"))
+    return {f"{r.family}_{'_'.join(k)}": float(r.metric(*k)) for r in results for k in keys
+            if r.metric(*k) is not None}
+
+
+def log_report(uri: str, report: Path, figdir: Path, metrics: dict[str, float]) -> str | None:
+    """Log the report and its figures to a new ``report`` run; returns the run id, or None with a note."""
+    reason = None if uri.startswith("sqlite:") else store_problem(uri)  # a missing sqlite file is created
+    if reason:
+        print(f"convbench report: note: not logged to MLflow: {reason}", file=sys.stderr)
+        return None
+    try:
+        import mlflow
+
+        from convbench.tracking import ensure_store
+
+        with mlflow.start_run(experiment_id=ensure_store(), run_name="report", tags={"kind": "report"}) as run:
+            mlflow.log_metrics(metrics)
+            mlflow.log_artifact(str(report))
+            mlflow.log_artifacts(str(figdir), artifact_path="figures")
+            return run.info.run_id
+    except Exception as exc:  # the report is already written; tracking is a copy, not a requirement
+        print(f"convbench report: note: not logged to MLflow ({type(exc).__name__}: {exc})".splitlines()[0],
+              file=sys.stderr)
+        return None

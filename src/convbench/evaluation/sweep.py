@@ -1,0 +1,112 @@
+"""ResNeXt runs from the MLflow store that differ only in cardinality or base width.
+
+Only the tracking store remembers runs of other parameter settings (DVC's
+workspace holds one), so the cardinality study is read from there. Every failure
+to read it becomes a message in the report, never an error.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from convbench.config import to_dict
+from convbench.params import Params
+from convbench.tracking import EXPERIMENT
+
+SWEPT = ("cardinality", "base_width")
+IGNORED = frozenset({"train.threads", "train.eval_batch_size", "train.device"})
+"""Settings that change speed, not what is learned; runs differing only in these still compare."""
+METRICS = ("test_accuracy", "test_accuracy_ci_low", "test_accuracy_ci_high", "model_params", "model_macs")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The usable runs (one per setting, newest first wins), or why there are none."""
+
+    rows: list[dict[str, Any]]
+    error: str | None = None
+    considered: int = 0
+
+
+def reference_params(params: Params) -> dict[str, str]:
+    """The MLflow params a comparable ResNeXt run must share, named as the train stage logs them.
+
+    Training logs ``data.*``, ``train.*`` and the family's keys as ``model.*``
+    (values as ``str``); everything but cardinality and base width must match.
+    """
+    from convbench.models import model_config
+
+    sections = {
+        "data": to_dict(params.data),
+        "train": to_dict(params.train),
+        "model": to_dict(model_config("resnext", **params.models.get("resnext", {}))),
+    }
+    flat = {f"{s}.{k}": str(v) for s, values in sections.items() for k, v in values.items()}
+    return {k: v for k, v in flat.items() if k not in IGNORED and k.removeprefix("model.") not in SWEPT}
+
+
+def store_problem(uri: str) -> str | None:
+    """Why the store at ``uri`` cannot be read quickly, or None (avoids MLflow's long HTTP retries)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        path = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+        if path is not None and not path.is_file():
+            return f"no MLflow store at {path} yet"
+        return None
+    if parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=3).close()
+        except OSError as exc:
+            return f"cannot connect to the MLflow server {uri} ({exc})"
+    return None
+
+
+def comparable(run_params: Mapping[str, str], reference: Mapping[str, str]) -> bool:
+    """True when every reference setting the run logged has the reference's value, and swept keys exist."""
+    if not all(f"model.{k}" in run_params for k in SWEPT):
+        return False
+    return all(run_params[k] == v for k, v in reference.items() if k in run_params)
+
+
+def query(uri: str, params: Params) -> Sweep:
+    """Finished ResNeXt runs on the same data and recipe that logged a test accuracy, one per setting."""
+    reason = store_problem(uri)
+    if reason:
+        return Sweep([], reason)
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            return Sweep([], f"the store {uri} has no {EXPERIMENT!r} experiment yet")
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            filter_string="tags.family = 'resnext' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=5000,
+        )
+    except Exception as exc:  # any store failure (corrupt db, server error) only disables this section
+        return Sweep([], f"could not read the MLflow store {uri}: {type(exc).__name__}: {exc}".splitlines()[0])
+    reference = reference_params(params)
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
+    for run in runs:
+        p, m = run.data.params, run.data.metrics
+        if "test_accuracy" not in m or not comparable(p, reference):
+            continue
+        try:
+            key = (int(p["model.cardinality"]), int(p["model.base_width"]))
+        except ValueError:
+            continue
+        rows.setdefault(key, {
+            "cardinality": key[0], "base_width": key[1], "run_id": run.info.run_id,
+            "run_name": run.info.run_name, **{name: m.get(name) for name in METRICS},
+        })
+    ordered = sorted(rows.values(), key=lambda r: (r["base_width"], r["cardinality"]))
+    return Sweep(ordered, None, len(runs))

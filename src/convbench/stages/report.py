@@ -1,0 +1,33 @@
+"""``python -m convbench.stages.report``: write reports/comparison.md (see convbench.evaluation.report)."""
+
+from __future__ import annotations
+
+import argparse
+
+from convbench.evaluation.report import headline_metrics, log_report, write_report
+from convbench.evaluation.sweep import query
+from convbench.params import load_params
+from convbench.paths import Layout
+from convbench.stages import run_stage
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="convbench report", description="Compare the evaluated families in "
+                                     "reports/comparison.md with figures in reports/figures/.")
+    parser.parse_args(argv)
+
+    def body() -> None:
+        from convbench.tracking import tracking_uri
+
+        params = load_params()
+        layout = Layout()
+        uri = tracking_uri()
+        path, results = write_report(params, query(uri, params), layout)
+        log_report(uri, path, layout.reports / "figures", headline_metrics(results))
+        print(f"wrote {path} ({len(results)} model(s)) and {layout.reports / 'figures'}/")
+
+    return run_stage("report", body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

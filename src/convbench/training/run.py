@@ -1,0 +1,164 @@
+"""Train one model family end to end: params and data in, DVC outputs and an MLflow run out.
+
+:func:`train_family` is what ``python -m convbench.stages.train <family>``
+runs. Order matters for safety: everything is validated before training; the
+checkpoint is written after every epoch; the DVC outputs are written before
+the (slower, fallible) MLflow model logging; the checkpoint is deleted last, so
+a failure anywhere re-runs from the last finished epoch, not from scratch.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from convbench import tracking
+from convbench.config import ConfigError, to_dict
+from convbench.data.format import Cache, load_cache, load_split, write_json
+from convbench.errors import ConvbenchError
+from convbench.params import FAMILIES, Params
+from convbench.paths import Layout
+from convbench.training.augment import Normalizer
+from convbench.training.checkpoint import fingerprint, kill_hook, load_checkpoint, save_checkpoint
+from convbench.training.device import Runtime, resolve_runtime
+from convbench.training.history import plot_history, write_history_csv
+from convbench.training.loop import FitResult, Trainer
+from convbench.training.weights import save_trained
+
+def check_family(family: str) -> None:
+    """Fail with the list of valid families (the stage's only argument)."""
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+
+
+def _load_data(params: Params, layout: Layout) -> tuple[Cache, dict[str, torch.Tensor]]:
+    for path in (layout.cache, layout.split):
+        if not path.is_file():
+            raise ConvbenchError(f"{path} is missing; run `dvc repro split` first")
+    cache = load_cache(layout.cache)
+    if cache.image_size != params.data.image_size:
+        raise ConvbenchError(
+            f"{layout.cache} holds {cache.image_size}px images but data.image_size is "
+            f"{params.data.image_size}; run `dvc repro cache`"
+        )
+    return cache, load_split(layout.split)
+
+
+def _input_example(cache: Cache, split: dict[str, torch.Tensor]) -> Any:
+    """Two normalised validation images as float32 numpy (two, so the logged model keeps a dynamic batch)."""
+    index = split["val"][:2] if len(split["val"]) >= 2 else split["train"][:2]
+    return Normalizer(cache.mean, cache.std, torch.device("cpu"))(cache.images[index]).numpy()
+
+
+def _epoch_line(family: str, epochs: int, row: dict[str, float]) -> str:
+    return (
+        f"{family} epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}"
+        f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} | lr {row['lr']:.4g}"
+        f" | {row['images_per_second']:.0f} img/s | {row['seconds']:.1f} s"
+    )
+
+
+def _summary(result: FitResult, params: int, macs: int, runtime: Runtime, run_id: str) -> dict[str, Any]:
+    return {
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "best_val_accuracy": result.best_val_accuracy,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "train_seconds": result.train_seconds,
+        "train_images_per_second": result.train_images_per_second,
+        "params": params,
+        "macs": macs,
+        "device": runtime.device.type,
+        "precision": runtime.precision,
+        "mlflow_run_id": run_id,
+    }
+
+
+def train_family(
+    family: str,
+    params: Params,
+    layout: Layout = Layout(),
+) -> dict[str, Any]:
+    """Train ``family`` with ``params`` on ``layout``'s cache and split; return the summary JSON dict.
+
+    Writes ``models/<family>.pt``, ``reports/train/<family>.json`` and
+    ``reports/train/<family>_history.csv``, logs one MLflow run (params,
+    per-epoch metrics, curves, the best model registered with alias
+    ``current``), and resumes from ``data/checkpoints/<family>.pt`` when it
+    matches the current params and data.
+    """
+    from convbench.models import create_model, model_config, summarize
+
+    check_family(family)
+    config = to_dict(model_config(family, **params.models.get(family, {})))
+    runtime = resolve_runtime(params.train)
+    cache, split = _load_data(params, layout)
+    torch.manual_seed(params.train.seed)
+    model = create_model(family, cache.num_classes, **config)
+    size = summarize(model, cache.image_size)
+    trainer = Trainer(model, cache, split, params.train, runtime, progress=family)
+
+    settings = {
+        "family": family,
+        "train": to_dict(params.train),
+        "data": to_dict(params.data),
+        "model": config,
+        "runtime": {"device": runtime.device.type, "precision": runtime.precision, "channels_last": runtime.channels_last},
+    }
+    key = fingerprint(settings, layout.cache, layout.split)
+    checkpoint_path = layout.checkpoint(family)
+    state = load_checkpoint(checkpoint_path, key)
+    if state is not None:
+        trainer.load_state_dict(state)
+
+    import mlflow
+
+    with tracking.open_run(family, state["mlflow_run_id"] if state else None) as run:
+        run_id = run.info.run_id
+        if state is None or state["mlflow_run_id"] != run_id:
+            mlflow.log_params(
+                {"family": family}
+                | tracking.flatten_params(
+                    {k: settings[k] for k in ("train", "data", "runtime")} | {"model": config}
+                )
+            )
+            mlflow.log_metrics({"model_params": size.params, "model_macs": size.macs})
+
+        def on_epoch(row: dict[str, float]) -> None:
+            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+            save_checkpoint(checkpoint_path, trainer.state_dict(), key, run_id)
+            print(_epoch_line(family, params.train.epochs, row), flush=True)
+            kill_hook(int(row["epoch"]))
+
+        result = trainer.fit(on_epoch)
+        summary = _summary(result, size.params, size.macs, runtime, run_id)
+        save_trained(
+            layout.weights(family),
+            trainer.model,
+            family=family,
+            config=config,
+            cache=cache,
+            best_epoch=result.best_epoch,
+            mlflow_run_id=run_id,
+        )
+        write_json(layout.train_summary(family), summary)
+        write_history_csv(layout.history(family), result.history)
+
+        mlflow.log_metrics(
+            {k: float(summary[k]) for k in ("best_epoch", "best_val_loss", "best_val_accuracy", "epochs_run",
+                                             "train_seconds", "train_images_per_second")}
+        )
+        mlflow.log_artifact(str(layout.history(family)))
+        with tempfile.TemporaryDirectory() as tmp:
+            curves = Path(tmp) / f"{family}_curves.png"
+            plot_history(curves, result.history, f"{family}: best epoch {result.best_epoch}")
+            mlflow.log_artifact(str(curves))
+        exportable = copy.deepcopy(trainer.model).to("cpu", memory_format=torch.contiguous_format).float().eval()
+        tracking.log_torch_model(exportable, family, _input_example(cache, split))
+    checkpoint_path.unlink(missing_ok=True)
+    return summary

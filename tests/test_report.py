@@ -1,0 +1,297 @@
+"""The comparison report from synthetic metrics, predictions and histories (no training, no MLflow)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from convbench.data.format import Cache, save_cache, write_json
+from convbench.errors import ConvbenchError
+from convbench.evaluation import markdown as md
+from convbench.evaluation.evaluate import SplitScores, split_metrics, write_eval_dir
+from convbench.evaluation.report import cardinality_section, write_report
+from convbench.evaluation.stats import bootstrap_ci, mcnemar_exact
+from convbench.evaluation.sweep import Sweep
+from convbench.params import parse_params
+from convbench.paths import Layout
+
+CLASSES = ["cat", "dog", "car"]
+N_IMAGES = 120
+TEST = np.arange(60, 120)
+VAL = np.arange(30, 60)
+SECTIONS: dict[str, Any] = {
+    "data": {"image_size": 8},
+    "train": {"epochs": 4, "patience": 2},
+    "vgg": {"depth": 11, "width": 0.25},
+    "resnet": {"depth": 18, "width": 0.25},
+    "resnext": {"depth": 29, "cardinality": 8, "base_width": 16, "width": 0.25},
+}
+NAMES = {"vgg": "VGG-11", "resnet": "ResNet-18", "resnext": "ResNeXt-29 8×16d"}
+
+
+def labels_of(index: np.ndarray) -> np.ndarray:
+    return index % len(CLASSES)
+
+
+def wrong_on(positions: range | list[int]) -> np.ndarray:
+    """A per-test-image hit mask that misses the given positions."""
+    hits = np.ones(len(TEST), dtype=bool)
+    hits[list(positions)] = False
+    return hits
+
+
+def write_cache(layout: Layout) -> None:
+    images = torch.randint(0, 256, (N_IMAGES, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.as_tensor(labels_of(np.arange(N_IMAGES)))
+    save_cache(layout.cache, Cache(
+        images=images, labels=labels, onehot=torch.nn.functional.one_hot(labels, 3).to(torch.uint8),
+        classes=CLASSES, mean=torch.full((3,), 0.5), std=torch.full((3,), 0.25), counts=torch.full((3,), 40),
+        origin=torch.zeros(N_IMAGES, dtype=torch.uint8), files=[f"{i}.png" for i in range(N_IMAGES)],
+        skipped=[], ignored=[]))
+
+
+def scores(index: np.ndarray, hits: np.ndarray, loss: float) -> SplitScores:
+    labels = labels_of(index)
+    preds = np.where(hits, labels, (labels + 1) % len(CLASSES))
+    return SplitScores(index, labels, preds, np.linspace(0.4, 0.99, len(index)), loss)
+
+
+def write_family(layout: Layout, family: str, hits: np.ndarray, *, val_acc: float, loss: float,
+                 params: int, macs: int, seconds: float, history: list[tuple[float, float, float, float]],
+                 best_epoch: int, stopped_early: bool = False) -> dict[str, Any]:
+    """Everything the train and evaluate stages would leave for one family."""
+    test = scores(TEST, hits, loss)
+    val_hits = np.arange(len(VAL)) < round(val_acc * len(VAL))
+    val_summary, _, _ = split_metrics(scores(VAL, val_hits, loss + 0.01), CLASSES)
+    test_summary, per_class, matrix = split_metrics(test, CLASSES)
+    low, high = bootstrap_ci(hits, 500)
+    test_summary |= {"accuracy_ci": [low, high], "accuracy_ci_low": low, "accuracy_ci_high": high}
+    write_eval_dir(layout.eval_dir(family), family, CLASSES, test, per_class, matrix, {
+        "config": SECTIONS[family], "image_size": 8, "torch": "2.x", "python": "3.x",
+        "convolutions": {"grouped_layers": 9, "grouped_params": 1000, "grouped_dense_equivalent": 8000}
+        if family == "resnext" else {"grouped_layers": 0, "grouped_params": 0, "grouped_dense_equivalent": 0}})
+    rows = ["epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds,images_per_second"]
+    rows += [f"{e},{tl},{ta},{vl},{va},0.1,{seconds / len(history)},1000" for e, (tl, ta, vl, va) in
+             enumerate(history, 1)]
+    layout.history(family).parent.mkdir(parents=True, exist_ok=True)
+    layout.history(family).write_text("\n".join(rows) + "\n")
+    train = {"best_epoch": best_epoch, "epochs_run": len(history), "stopped_early": stopped_early,
+             "train_seconds": seconds, "train_images_per_second": 72 * len(history) / seconds, "params": params,
+             "macs": macs, "device": "cpu", "precision": "fp32", "mlflow_run_id": None}
+    write_json(layout.train_summary(family), train)
+    metrics = {"test": test_summary, "val": val_summary, "params": params, "macs": macs, "best_epoch": best_epoch,
+               "epochs_run": len(history), "train_seconds": seconds,
+               "train_images_per_second": train["train_images_per_second"],
+               "inference": {"images_per_second": 5000.0 * 1e6 / macs, "latency_ms": macs / 1e6,
+                             "batch_size": 60, "latency_runs": 5, "device": "cpu", "precision": "fp32",
+                             "channels_last": False, "threads": 1}}
+    write_json(layout.metrics(family), metrics)
+    return metrics
+
+
+CURVE_SMOOTH = [(1.0, 0.5, 0.9, 0.6), (0.8, 0.65, 0.8, 0.7), (0.6, 0.75, 0.7, 0.78), (0.5, 0.8, 0.65, 0.8)]
+CURVE_OVERFIT = [(1.0, 0.6, 0.9, 0.6), (0.5, 0.85, 0.7, 0.75), (0.2, 0.95, 0.8, 0.7), (0.1, 0.99, 0.95, 0.72)]
+CURVE_JUMPY = [(1.0, 0.5, 0.9, 0.6), (0.8, 0.65, 0.7, 0.8), (0.6, 0.75, 0.9, 0.6), (0.5, 0.8, 0.6, 0.82)]
+
+
+def make_project(base: Path, hits: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
+    """Three families: ResNeXt best by default; vs ResNet b=10, c=3 (p=0.092), vs VGG b=9, c=0 (p=0.0039)."""
+    layout = Layout(base)
+    write_cache(layout)
+    hits = hits or {"resnext": wrong_on(range(0, 3)), "resnet": wrong_on(range(3, 13)), "vgg": wrong_on(range(0, 12))}
+    return {
+        "vgg": write_family(layout, "vgg", hits["vgg"], val_acc=0.8, loss=0.61, params=900_000, macs=40_000_000,
+                            seconds=30.0, history=CURVE_OVERFIT, best_epoch=2, stopped_early=True),
+        "resnet": write_family(layout, "resnet", hits["resnet"], val_acc=0.8333, loss=0.52, params=700_000,
+                               macs=35_000_000, seconds=40.0, history=CURVE_SMOOTH, best_epoch=4),
+        "resnext": write_family(layout, "resnext", hits["resnext"], val_acc=0.9, loss=0.33, params=500_000,
+                                macs=60_000_000, seconds=80.0, history=CURVE_JUMPY, best_epoch=4),
+    }
+
+
+def build(base: Path, sweep: Sweep = Sweep([], "MLflow not used in this test"), **kwargs: Any) -> str:
+    make_project(base, **kwargs)
+    path, _ = write_report(parse_params(SECTIONS), sweep, Layout(base))
+    return path.read_text()
+
+
+def table_rows(text: str, first_header: str) -> dict[str, list[str]]:
+    """The rows of the pipe table whose first header cell is ``first_header``, keyed by first cell."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def default(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, dict[str, Any]]]:
+    """One report of the default synthetic project, shared by the read-only tests (figures are slow)."""
+    base = tmp_path_factory.mktemp("report")
+    (base / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  unzip:\n    cmd: x\n    deps:\n    - path: data/cifar10.zip\n"
+        "      hash: md5\n      md5: 0123456789abcdef0123456789abcdef\n      size: 10\n")
+    metrics = make_project(base)
+    path, results = write_report(parse_params(SECTIONS), Sweep([], "MLflow not used in this test"), Layout(base))
+    assert [r.family for r in results] == ["vgg", "resnet", "resnext"]
+    return base, path.read_text(), metrics
+
+
+def test_summary_table_has_a_row_per_model_with_the_metrics_numbers(default: tuple) -> None:
+    _, text, metrics = default
+    header = next(line for line in text.splitlines() if line.startswith("| Model |"))
+    columns = [c.strip() for c in header.strip("|").split("|")][1:]
+    rows = table_rows(text, "Model")
+    assert set(rows) == set(NAMES.values())
+    for family, name in NAMES.items():
+        cell = dict(zip(columns, (c.strip("*") for c in rows[name])))
+        m = metrics[family]
+        assert cell["Test acc"] == md.pct(m["test"]["accuracy"])
+        assert cell["Val acc"] == md.pct(m["val"]["accuracy"])
+        assert cell["Test loss"] == md.loss(m["test"]["loss"])
+        assert cell["Params"] == md.count(m["params"])
+        assert cell["MACs"] == md.count(m["macs"])
+        assert cell["Best epoch"] == str(m["best_epoch"])
+
+
+def test_best_values_are_bold_with_the_right_direction(default: tuple) -> None:
+    text = default[1]
+    header = next(line for line in text.splitlines() if line.startswith("| Model |"))
+    columns = [c.strip() for c in header.strip("|").split("|")][1:]
+    rows = table_rows(text, "Model")
+
+    def bold(name: str, column: str) -> bool:
+        return rows[name][columns.index(column)].startswith("**")
+
+    assert bold(NAMES["resnext"], "Test acc") and not bold(NAMES["vgg"], "Test acc")
+    assert bold(NAMES["resnext"], "Test loss")  # lowest loss
+    assert bold(NAMES["resnext"], "Params")  # fewest params
+    assert bold(NAMES["resnet"], "MACs") and not bold(NAMES["resnext"], "MACs")  # fewest MACs
+    assert bold(NAMES["vgg"], "Train time")  # shortest
+    assert bold(NAMES["resnet"], "Infer img/s") and bold(NAMES["resnet"], "Latency ms")
+    assert not any(cell.startswith("**") for r in rows.values() for cell in [r[columns.index("95 % CI")]])
+
+
+def test_pairwise_mcnemar_counts_and_p_values(default: tuple) -> None:
+    text = default[1]
+    rows = table_rows(text, "Pair (A vs B)")
+    resnet_vs_resnext = rows[f"{NAMES['resnet']} vs {NAMES['resnext']}"]
+    assert resnet_vs_resnext[:2] == ["3", "10"]  # only ResNet right: 3, only ResNeXt right: 10
+    assert resnet_vs_resnext[3] == md.p_value(mcnemar_exact(3, 10))
+    assert resnet_vs_resnext[4] == "no"
+    vgg_vs_resnext = rows[f"{NAMES['vgg']} vs {NAMES['resnext']}"]
+    assert vgg_vs_resnext[:2] == ["0", "9"]
+    assert vgg_vs_resnext[3] == md.p_value(2 / 2**9) == "0.003906"
+    assert vgg_vs_resnext[4:] == ["yes", "yes"]  # 0.0039 < 0.05 / 3
+
+
+def test_discussion_follows_the_numbers(default: tuple, tmp_path: Path) -> None:
+    first = default[1]
+    assert f"**{NAMES['resnext']} has the highest test accuracy**, 11.67 points ahead of ResNet-18" in first
+    assert "not statistically significant" in first  # 10 vs 3 discordant pairs: p = 0.09
+    assert "did **not** win" not in first
+
+    # VGG now clearly best: wrong on 1 image; ResNeXt wrong on 25, a superset of ResNet's 10
+    swapped = build(tmp_path, hits={"resnext": wrong_on(range(0, 25)), "resnet": wrong_on(range(3, 13)),
+                                          "vgg": wrong_on([59])})
+    assert f"**{NAMES['vgg']} has the highest test accuracy**" in swapped
+    assert "the lead is statistically significant" in swapped
+    assert "ResNeXt did **not** win this comparison outright" in swapped
+    assert f"40.00 points behind {NAMES['vgg']}" in swapped  # 59/60 vs 35/60
+    assert "significantly *less* accurate than ResNet" in swapped  # b=0, c=15
+    assert first.split("## Learning curves")[0] != swapped.split("## Learning curves")[0]
+
+
+def test_training_analysis_reports_overfitting_early_stopping_and_volatility(default: tuple) -> None:
+    text = default[1]
+    assert f"- {NAMES['vgg']} overfits" in text
+    assert "early stopping ended training after epoch 4 of 4" in text
+    assert f"most volatile for {NAMES['resnext']}" in text
+    train_rows = table_rows(text.split("### Training")[1], "Model")
+    assert train_rows[NAMES["vgg"]][0] == "2 / 4 / 4"
+    assert train_rows[NAMES["vgg"]][3] == md.points(0.99 - 0.72)  # train-val gap at the last epoch
+
+
+def test_architecture_section_uses_params_and_measured_grouping(default: tuple) -> None:
+    text = default[1]
+    assert "cardinality C = 8, base width d = 16" in text
+    assert "0.71× the parameters and 1.71× the MACs" in text  # 500k/700k, 60M/35M
+    assert "would need 8.00 k" in text  # grouped 1000 params -> 8000 dense
+    assert "0.56× the parameters and 1.50× the MACs, and its test accuracy is 15.00 points higher" in text  # vs VGG
+
+
+def test_every_linked_image_exists_and_links_are_relative(default: tuple) -> None:
+    base, text, _ = default
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert {"figures/learning_curves.png", "figures/confusion.png", "figures/per_class.png",
+            "figures/misclassified_resnext.png"} <= set(links)
+    for link in links:
+        assert not Path(link).is_absolute()
+        assert (base / "reports" / link).stat().st_size > 1000
+    assert "cardinality.png" not in text  # no sweep: no plot
+
+
+def test_per_class_table_marks_best_model_per_class(default: tuple) -> None:
+    text = default[1]
+    rows = table_rows(text, "Class")
+    assert set(rows) == set(CLASSES)
+    # ResNeXt misses positions 0-2 = one image of each class (labels cycle): 19/20 per class
+    assert all(cells[-1] == f"**{md.pct(19 / 20)}**" for cells in rows.values())
+    assert rows["cat"][:2] == [md.pct(16 / 20), md.pct(16 / 20)]  # not bold: ResNeXt is better
+
+
+def test_cardinality_section_with_and_without_runs(tmp_path: Path) -> None:
+    one = [{"cardinality": 8, "base_width": 16}]
+    without = "\n".join(cardinality_section(Sweep(one, None, considered=1), tmp_path))
+    assert "dvc exp run --queue -S resnext.cardinality=1,2,4,8,32" in without
+    assert "Fewer than two comparable (cardinality, base width) settings are in MLflow (found: C=8, d=16" in without
+    unreachable = "\n".join(cardinality_section(Sweep([], "cannot connect to http://x (refused)"), tmp_path))
+    assert "MLflow could not be queried: cannot connect to http://x (refused)" in unreachable
+    assert "dvc queue start" in unreachable
+    assert not list(tmp_path.glob("*.png"))
+
+    rows = [{"cardinality": c, "base_width": 16, "run_id": f"{c:032d}", "run_name": "resnext",
+             "test_accuracy": acc, "test_accuracy_ci_low": acc - 0.02, "test_accuracy_ci_high": acc + 0.02,
+             "model_params": 1e5 * c, "model_macs": 1e7 * c} for c, acc in ((1, 0.80), (4, 0.86), (8, 0.83))]
+    text = build(tmp_path, Sweep(rows, None, 3))
+    table = table_rows(text, "Cardinality C")
+    assert list(table) == ["1", "4", "8"]
+    assert table["4"][4] == md.pct(0.86)
+    assert "The best setting is C=4, d=16" in text
+    assert (tmp_path / "reports" / "figures" / "cardinality.png").is_file()
+
+
+def test_footer_lists_changed_params_and_dataset_hash(default: tuple) -> None:
+    footer = default[1].split("## Reproducibility")[1]
+    assert "0123456789abcdef0123456789abcdef (md5 of data/cifar10.zip)" in footer
+    assert "`train.epochs`: 4 (default 10)" in footer
+    assert "`resnext.base_width`: 16 (default 64)" in footer
+    assert "`data.archive`" not in footer  # unchanged
+
+
+def test_missing_metrics_is_a_one_line_error_naming_the_stage(tmp_path: Path) -> None:
+    with pytest.raises(ConvbenchError, match="dvc repro evaluate"):
+        write_report(parse_params(SECTIONS), Sweep([], "off"), Layout(tmp_path))
+
+
+def test_report_stage_main_exits_2_without_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from convbench.stages.report import main
+
+    (tmp_path / "params.yaml").write_text(json.dumps(SECTIONS))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none.db'}")
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convbench report: error:") and "dvc repro evaluate" in err
+    assert not (tmp_path / "none.db").exists()  # no store is created just to look for sweeps
