@@ -25,7 +25,7 @@ TINY_PARAMS = {
     "data": {"archive": "data/tiny.zip", "image_size": 32, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 1},
     "train": {"epochs": 2, "batch_size": 16, "eval_batch_size": 64, "lr": 0.05, "warmup_epochs": 0.5,
               "precision": "fp32", "threads": 1},
-    "vgg": {"depth": 11, "width": 0.125},
+    "vgg": {"depth": 11, "config": "A", "width": 0.125},
     "resnet": {"depth": 18, "width": 0.125},
     "resnext": {"depth": 29, "cardinality": 4, "base_width": 4, "width": 0.5},
 }
@@ -51,7 +51,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     shutil.copytree(ROOT / "src", base / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(ROOT / "dvc.yaml", base / "dvc.yaml")
     shutil.copy(ROOT / ".gitignore", base / ".gitignore")
-    (base / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS, sort_keys=False))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())  # DVC needs every key a stage lists
+    for section, values in TINY_PARAMS.items():
+        params[section].update(values)
+    (base / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     make_image_zip(base / "data" / "tiny.zip", {"cnn_dataset": {"cats": 12, "dogs": 12, "cars": 12}}, size=32)
 
     env = dict(os.environ)
@@ -110,4 +113,5 @@ def test_changing_resnext_cardinality_reruns_only_its_chain(project: tuple[Path,
     assert stages_run(out) == {"train@resnext", "evaluate@resnext", "report"}, out
     lock = yaml.safe_load((base / "dvc.lock").read_text())
     assert lock["stages"]["train@resnext"]["params"]["params.yaml"]["resnext"]["cardinality"] == 2
-    assert lock["stages"]["train@resnet"]["params"]["params.yaml"]["resnet"] == TINY_PARAMS["resnet"]
+    resnet = lock["stages"]["train@resnet"]["params"]["params.yaml"]["resnet"]
+    assert resnet["width"] == TINY_PARAMS["resnet"]["width"]
