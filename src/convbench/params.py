@@ -69,6 +69,8 @@ class TrainParams:
     channels_last: Literal["auto", "on", "off"] = "auto"
     threads: int = 0
     seed: int = 0
+    nproc: int = 1
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
@@ -83,6 +85,12 @@ class TrainParams:
         require(self.crop_padding >= 0, "crop_padding", "must be non-negative")
         require(self.cutout >= 0, "cutout", "must be 0 (off) or a square side in pixels")
         require(self.threads >= 0, "threads", "must be 0 (all cores) or a positive count")
+        require(self.nproc >= 1, "nproc", f"must be at least 1, got {self.nproc}")
+        require(
+            self.batch_size % self.nproc == 0,
+            "batch_size",
+            f"{self.batch_size} must be divisible by train.nproc ({self.nproc}): it is the global batch",
+        )
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 Reads params.yaml sections ``train``, ``data`` and ``<family>``; reads
 data/cache.pt and data/split.json; writes models/<family>.pt,
 reports/train/<family>.json and reports/train/<family>_history.csv; resumes
-from data/checkpoints/<family>.pt after an interruption.
+from data/checkpoints/<family>.pt after an interruption. With ``train.nproc``
+above 1 it re-runs itself under torchrun, one process per rank (see
+:mod:`convbench.training.distributed`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from convbench.errors import ConvbenchError
 from convbench.params import FAMILIES, load_params
 from convbench.stages import run_stage
 
@@ -26,10 +29,22 @@ def main(argv: list[str] | None = None) -> int:
         # Idle OpenMP threads sleep instead of spinning (read when torch loads, so set before
         # importing it): on a shared CPU, spinning made epochs 10-20x slower.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from convbench import tracking
+        from convbench.training import distributed
+        from convbench.training.device import resolve_device
         from convbench.training.run import check_family, train_family
 
         check_family(args.family)
-        train_family(args.family, load_params())
+        params = load_params()
+        if distributed.wanted(params.train.nproc):
+            distributed.check_launch(params.train, resolve_device(params.train.device))
+            if distributed.hosts_rank_zero():  # rank 0 logs: fail fast on a dead server, create the store once
+                tracking.ensure_store()
+            status = distributed.launch(params.train.nproc, "convbench.stages.train", [args.family])
+            if status:
+                raise ConvbenchError(f"torchrun: a training process failed (exit {status}); its error is above")
+            return
+        train_family(args.family, params)
 
     return run_stage("train", body)
 

@@ -4,11 +4,27 @@ Every function takes a (N, C, H, W) batch and a CPU ``torch.Generator``: the few
 random numbers per sample are drawn on the CPU (so a run is reproducible on any
 device and resumable from the generator's seed), then one batched tensor
 operation applies them. No per-sample Python loop, no DataLoader workers.
+
+In multi-process training each rank holds a slice of the global batch: with
+``part=(offset, total)`` the random numbers are drawn for all ``total`` images
+and the rank keeps its rows, so every image is augmented exactly as in a
+single-process run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+Part = tuple[int, int]
+"""``(offset, total)``: the batch is rows ``offset..offset+len`` of a global batch of ``total`` images."""
+
+
+def _draw(sample: Callable[[int], torch.Tensor], n: int, part: Part | None) -> torch.Tensor:
+    """``sample(k)`` draws per-image numbers for ``k`` images; keep the columns of this ``n``-image batch."""
+    offset, total = part or (0, n)
+    return sample(total)[..., offset : offset + n]
 
 
 def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
@@ -17,7 +33,9 @@ def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(index >= size, 2 * (size - 1) - index, index)
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+def random_crop(
+    x: torch.Tensor, padding: int, generator: torch.Generator, part: Part | None = None
+) -> torch.Tensor:
     """Random crops of the reflect-padded batch, one offset per sample.
 
     Equivalent to ``F.pad(x, [padding] * 4, mode="reflect")`` followed by an
@@ -29,20 +47,21 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     n, c, h, w = x.shape
     if padding >= min(h, w):
         raise ValueError(f"crop padding {padding} must be smaller than the image side {min(h, w)}")
-    shift = torch.randint(-padding, padding + 1, (2, n), generator=generator).to(x.device)
+    shift = _draw(lambda k: torch.randint(-padding, padding + 1, (2, k), generator=generator), n, part).to(x.device)
     rows = _reflect(shift[0, :, None] + torch.arange(h, device=x.device), h)
     cols = _reflect(shift[1, :, None] + torch.arange(w, device=x.device), w)
     x = x.gather(2, rows[:, None, :, None].expand(n, c, h, w))
     return x.gather(3, cols[:, None, None, :].expand(n, c, h, w))
 
 
-def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def random_flip(x: torch.Tensor, generator: torch.Generator, part: Part | None = None) -> torch.Tensor:
     """Mirror each sample left-right with probability 1/2."""
-    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
+    n = x.shape[0]
+    flip = (_draw(lambda k: torch.rand(k, generator=generator), n, part) < 0.5).to(x.device)
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+def cutout(x: torch.Tensor, size: int, generator: torch.Generator, part: Part | None = None) -> torch.Tensor:
     """Zero one ``size x size`` square per sample, placed uniformly and wholly inside the image.
 
     Applied after normalisation, zero is the dataset's mean colour.
@@ -52,8 +71,8 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tens
     n, _, h, w = x.shape
     if size > min(h, w):
         raise ValueError(f"cutout {size} must not exceed the image side {min(h, w)}")
-    top = torch.randint(0, h - size + 1, (n,), generator=generator).to(x.device)
-    left = torch.randint(0, w - size + 1, (n,), generator=generator).to(x.device)
+    top = _draw(lambda k: torch.randint(0, h - size + 1, (k,), generator=generator), n, part).to(x.device)
+    left = _draw(lambda k: torch.randint(0, w - size + 1, (k,), generator=generator), n, part).to(x.device)
     rows = torch.arange(h, device=x.device)
     cols = torch.arange(w, device=x.device)
     in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)
@@ -82,9 +101,10 @@ def augment_batch(
     crop_padding: int,
     flip: bool,
     cutout_size: int,
+    part: Part | None = None,
 ) -> torch.Tensor:
     """Crop and flip the uint8 batch (4x less memory traffic), normalise, then cut out."""
-    x = random_crop(x, crop_padding, generator)
+    x = random_crop(x, crop_padding, generator, part)
     if flip:
-        x = random_flip(x, generator)
-    return cutout(normalizer(x), cutout_size, generator)
+        x = random_flip(x, generator, part)
+    return cutout(normalizer(x), cutout_size, generator, part)

@@ -16,6 +16,7 @@ import torch
 
 from convbench.errors import ConvbenchError
 from convbench.params import TrainParams
+from convbench.training.distributed import Dist
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -78,14 +79,21 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def resolve_runtime(params: TrainParams) -> Runtime:
-    """Resolve device, precision, memory format and thread count; sets torch's thread count."""
+def resolve_runtime(params: TrainParams, dist: Dist = Dist()) -> Runtime:
+    """Resolve device, precision, memory format and thread count; sets torch's thread count.
+
+    In a multi-process job each CUDA rank takes the GPU of its local rank, and
+    each CPU rank an equal share of the cores.
+    """
     device = resolve_device(params.device)
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
     precision = resolve_precision(params.precision, device)
     if params.channels_last == "auto":
         channels_last = device.type == "cuda" or (device.type == "cpu" and precision == "bf16")
     else:
         channels_last = params.channels_last == "on"
-    threads = params.threads or os.cpu_count() or 1
+    threads = params.threads or max(1, (os.cpu_count() or 1) // dist.local_world_size)
     torch.set_num_threads(threads)
     return Runtime(device=device, precision=precision, channels_last=channels_last, threads=threads)

@@ -12,6 +12,13 @@ Randomness: model initialisation and dropout use torch's global generator
 (saved in :meth:`Trainer.state_dict`); the permutation and the augmentation of
 epoch ``e`` use a CPU generator seeded from ``(train.seed, e)``, so a run
 resumed at an epoch boundary replays exactly what an uninterrupted run does.
+
+Multi-process (see :mod:`convbench.training.distributed`): every rank draws
+the same permutation and augmentation numbers, trains on its slice of each
+global batch through DistributedDataParallel (gradients averaged, so a step is
+the single-process step over the global batch), evaluates a slice of the
+validation set, and sums its counts with the other ranks, so every rank takes
+the same early-stopping decisions.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from convbench.config import ConfigError
@@ -33,6 +41,7 @@ from convbench.errors import ConvbenchError
 from convbench.params import TrainParams
 from convbench.training.augment import Normalizer, augment_batch
 from convbench.training.device import Runtime
+from convbench.training.distributed import Dist, shard_batches
 from convbench.training.optim import build_optimizer, build_scheduler
 
 HISTORY_COLUMNS: tuple[str, ...] = (
@@ -89,6 +98,7 @@ class Trainer:
         runtime: Runtime,
         *,
         progress: str = "train",
+        dist: Dist = Dist(),
     ) -> None:
         size = cache.image_size
         if params.crop_padding >= size:
@@ -99,6 +109,7 @@ class Trainer:
             raise ConvbenchError("the split has no training or no validation images; raise data.val_fraction")
         self.params = params
         self.runtime = runtime
+        self.dist = dist
         self.progress = progress
         self.device = runtime.device
         self.images = cache.images
@@ -108,7 +119,14 @@ class Trainer:
         self.normalizer = Normalizer(cache.mean, cache.std, self.device)
         self.batch_size = min(params.batch_size, len(self.train_index))
         self.steps_per_epoch = len(self.train_index) // self.batch_size
+        if dist.enabled and params.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device, memory_format=runtime.memory_format)
+        self.net: nn.Module = self.model
+        """What the training step calls: the model, or its DistributedDataParallel wrapper."""
+        if dist.enabled:
+            ids = [self.device] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = build_optimizer(self.model, params)
         self.scheduler = build_scheduler(self.optimizer, params, self.steps_per_epoch)
         self.scaler = runtime.grad_scaler()
@@ -140,7 +158,9 @@ class Trainer:
         p = self.params
         generator = epoch_generator(p.seed, epoch)
         order = self.train_index[torch.randperm(len(self.train_index), generator=generator)]
-        self.model.train()
+        batches = shard_batches(order, self.batch_size, self.dist)
+        part = (self.dist.rank * batches.shape[1], self.batch_size)
+        self.net.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
@@ -152,16 +172,17 @@ class Trainer:
             unit="img",
             unit_scale=True,
             leave=False,
-            disable=None,
+            disable=None if self.dist.is_main else True,
         )
         with bar:
-            for step in range(self.steps_per_epoch):
-                x, y = self._batch(order[step * self.batch_size : (step + 1) * self.batch_size])
+            for step, index in enumerate(batches):
+                x, y = self._batch(index)
                 x = augment_batch(
-                    x, self.normalizer, generator, crop_padding=p.crop_padding, flip=p.flip, cutout_size=p.cutout
+                    x, self.normalizer, generator,
+                    crop_padding=p.crop_padding, flip=p.flip, cutout_size=p.cutout, part=part,
                 ).contiguous(memory_format=self.runtime.memory_format)
                 with self.runtime.autocast():
-                    logits = self.model(x)
+                    logits = self.net(x)
                 loss = self._loss(logits, y, "mean")
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
@@ -172,10 +193,12 @@ class Trainer:
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
-                bar.update(len(y))
+                bar.update(self.batch_size)
                 if not bar.disable and (step % 10 == 9 or step == self.steps_per_epoch - 1):
                     bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
         seconds = time.perf_counter() - start
+        loss_sum, correct = self.dist.all_sum(loss_sum, correct)
+        seen = self.steps_per_epoch * self.batch_size
         return {
             "train_loss": loss_sum.item() / seen,
             "train_accuracy": correct.item() / seen,
@@ -186,17 +209,23 @@ class Trainer:
 
     @torch.inference_mode()
     def evaluate(self, index: torch.Tensor) -> tuple[float, float]:
-        """Mean loss and accuracy over ``index`` in eval mode, ``eval_batch_size`` at a time."""
+        """Mean loss and accuracy over ``index`` in eval mode, ``eval_batch_size`` at a time.
+
+        Ranks evaluate every ``world_size``-th image of ``index`` with rank 0's
+        BatchNorm statistics and add up their sums.
+        """
         self.model.eval()
+        self.dist.sync_buffers(self.model)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for chunk in index.split(self.params.eval_batch_size):
+        for chunk in index[self.dist.rank :: self.dist.world_size].split(self.params.eval_batch_size):
             x, y = self._batch(chunk)
             x = self.normalizer(x).contiguous(memory_format=self.runtime.memory_format)
             with self.runtime.autocast():
                 logits = self.model(x)
             loss_sum += self._loss(logits, y, "sum")
             correct += (logits.argmax(1) == y).sum()
+        loss_sum, correct = self.dist.all_sum(loss_sum, correct)
         return loss_sum.item() / len(index), correct.item() / len(index)
 
     # -- the whole run -------------------------------------------------------------------------
@@ -263,7 +292,13 @@ class Trainer:
     # -- checkpointing -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs, as tensors and plain containers (``weights_only`` loadable)."""
+        """Everything a resumed run needs, as tensors and plain containers (``weights_only`` loadable).
+
+        The random generators are gathered from every rank (one entry per rank),
+        so dropout resumes exactly in multi-process runs too. Collective: every
+        rank must call it.
+        """
+        cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.empty(0)
         return {
             "epoch": self.epoch,
             "model": self.model.state_dict(),
@@ -271,8 +306,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "torch": self.dist.all_gather(torch.get_rng_state()),
+                "cuda": self.dist.all_gather(cuda_rng),
             },
             "history": self.history,
             "best_state": self.best_state,
@@ -287,9 +322,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        torch.set_rng_state(state["rng"]["torch"][self.dist.rank])
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"][self.dist.rank], self.device)
         self.epoch = state["epoch"]
         self.history = {name: list(state["history"][name]) for name in HISTORY_COLUMNS}
         self.best_state = (

@@ -9,7 +9,6 @@ a failure anywhere re-runs from the last finished epoch, not from scratch.
 
 from __future__ import annotations
 
-import copy
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ from convbench.data.format import Cache, load_cache, load_split, write_json
 from convbench.errors import ConvbenchError
 from convbench.params import FAMILIES, Params
 from convbench.paths import Layout
+from convbench.runlog import RunLogger
+from convbench.training import distributed
 from convbench.training.augment import Normalizer
 from convbench.training.checkpoint import fingerprint, kill_hook, load_checkpoint, save_checkpoint
 from convbench.training.device import Runtime, resolve_runtime
@@ -79,58 +80,93 @@ def _summary(result: FitResult, params: int, macs: int, runtime: Runtime, run_id
     }
 
 
+def _log_setup(run_log: RunLogger, settings: dict[str, Any], params: int, macs: int) -> None:
+    """A new run's params (``family``, ``train.*``, ``data.*``, ``runtime.*``, ``model.*``) and model size."""
+    sections = {k: settings[k] for k in ("train", "data", "runtime")} | {"model": settings["model"]}
+    run_log.log_params({"family": settings["family"]} | tracking.flatten_params(sections))
+    run_log.log_metrics({"model_params": params, "model_macs": macs})
+
+
+def _log_outcome(run_log: RunLogger, family: str, layout: Layout, summary: dict[str, Any], result: FitResult,
+                 input_example: Any) -> None:
+    """Summary metrics, the history CSV and curves, then the model from the weights file just written."""
+    run_log.log_metrics({k: float(summary[k]) for k in ("best_epoch", "best_val_loss", "best_val_accuracy",
+                                                        "epochs_run", "train_seconds", "train_images_per_second")})
+    run_log.log_artifact(layout.history(family))
+    with tempfile.TemporaryDirectory() as tmp:
+        curves = Path(tmp) / f"{family}_curves.png"
+        plot_history(curves, result.history, f"{family}: best epoch {result.best_epoch}")
+        run_log.log_artifact(curves)
+    run_log.log_model(layout.weights(family), family, input_example)
+
+
 def train_family(
     family: str,
     params: Params,
     layout: Layout = Layout(),
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Train ``family`` with ``params`` on ``layout``'s cache and split; return the summary JSON dict.
 
     Writes ``models/<family>.pt``, ``reports/train/<family>.json`` and
     ``reports/train/<family>_history.csv``, logs one MLflow run (params,
     per-epoch metrics, curves, the best model registered with alias
     ``current``), and resumes from ``data/checkpoints/<family>.pt`` when it
-    matches the current params and data.
+    matches the current params and data. Under torchrun, every rank trains and
+    rank 0 alone logs and writes (the other ranks return None).
     """
+    check_family(family)
+    dist = distributed.from_env()
+    runtime = resolve_runtime(params.train, dist)
+    distributed.init(runtime.device, dist)
+    try:
+        return _train(family, params, layout, runtime, dist)
+    finally:
+        distributed.shutdown()
+
+
+def _train(
+    family: str, params: Params, layout: Layout, runtime: Runtime, dist: distributed.Dist
+) -> dict[str, Any] | None:
     from convbench.models import create_model, model_config, summarize
 
-    check_family(family)
     config = to_dict(model_config(family, **params.models.get(family, {})))
-    runtime = resolve_runtime(params.train)
     cache, split = _load_data(params, layout)
     torch.manual_seed(params.train.seed)
     model = create_model(family, cache.num_classes, **config)
+    if dist.enabled:  # each rank its own dropout masks; the weights are rank 0's (DDP broadcasts them)
+        torch.manual_seed(params.train.seed + 1 + dist.rank)
     size = summarize(model, cache.image_size)
-    trainer = Trainer(model, cache, split, params.train, runtime, progress=family)
+    trainer = Trainer(model, cache, split, params.train, runtime, progress=family, dist=dist)
 
     settings = {
         "family": family,
         "train": to_dict(params.train),
         "data": to_dict(params.data),
         "model": config,
-        "runtime": {"device": runtime.device.type, "precision": runtime.precision, "channels_last": runtime.channels_last},
+        "runtime": {
+            "device": runtime.device.type,
+            "precision": runtime.precision,
+            "channels_last": runtime.channels_last,
+            "world_size": dist.world_size,
+        },
     }
     key = fingerprint(settings, layout.cache, layout.split)
     checkpoint_path = layout.checkpoint(family)
-    state = load_checkpoint(checkpoint_path, key)
+    state = dist.broadcast(load_checkpoint(checkpoint_path, key) if dist.is_main else None)
     if state is not None:
         trainer.load_state_dict(state)
+    if not dist.is_main:
+        trainer.fit(lambda row: trainer.state_dict())  # state_dict gathers every rank's generators for rank 0
+        return None
 
-    import mlflow
-
-    with tracking.open_run(family, state["mlflow_run_id"] if state else None) as run:
-        run_id = run.info.run_id
+    run_log = RunLogger.start(family, state["mlflow_run_id"] if state else None, layout=layout)
+    run_id = run_log.run_id
+    try:
         if state is None or state["mlflow_run_id"] != run_id:
-            mlflow.log_params(
-                {"family": family}
-                | tracking.flatten_params(
-                    {k: settings[k] for k in ("train", "data", "runtime")} | {"model": config}
-                )
-            )
-            mlflow.log_metrics({"model_params": size.params, "model_macs": size.macs})
+            _log_setup(run_log, settings, size.params, size.macs)
 
         def on_epoch(row: dict[str, float]) -> None:
-            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+            run_log.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
             save_checkpoint(checkpoint_path, trainer.state_dict(), key, run_id)
             print(_epoch_line(family, params.train.epochs, row), flush=True)
             kill_hook(int(row["epoch"]))
@@ -148,17 +184,10 @@ def train_family(
         )
         write_json(layout.train_summary(family), summary)
         write_history_csv(layout.history(family), result.history)
-
-        mlflow.log_metrics(
-            {k: float(summary[k]) for k in ("best_epoch", "best_val_loss", "best_val_accuracy", "epochs_run",
-                                             "train_seconds", "train_images_per_second")}
-        )
-        mlflow.log_artifact(str(layout.history(family)))
-        with tempfile.TemporaryDirectory() as tmp:
-            curves = Path(tmp) / f"{family}_curves.png"
-            plot_history(curves, result.history, f"{family}: best epoch {result.best_epoch}")
-            mlflow.log_artifact(str(curves))
-        exportable = copy.deepcopy(trainer.model).to("cpu", memory_format=torch.contiguous_format).float().eval()
-        tracking.log_torch_model(exportable, family, _input_example(cache, split))
+        _log_outcome(run_log, family, layout, summary, result, _input_example(cache, split))
+    except BaseException:
+        run_log.finish("FAILED")
+        raise
+    run_log.finish()
     checkpoint_path.unlink(missing_ok=True)
     return summary

@@ -1,0 +1,336 @@
+"""One training run's MLflow logging, made to outlive its tracking server.
+
+Every call (params, metrics, an artifact, the model, the final status) is sent
+at once while the store answers. When a call fails, the logger goes offline:
+it says so in one line, and that call and every later one go to a spool,
+``<project root>/mlflow-spool/<run id>/calls.jsonl`` plus copies of the files
+they name, so training goes on and nothing is lost. It retries at most every
+``retry_seconds`` (a dead server must not slow every epoch), and once more in
+:meth:`RunLogger.finish`; ``convbench tracking sync`` (:func:`sync`) sends
+whatever is left later.
+
+Calls carry their own timestamps and are replayed in order. A call that reached
+the server just before the connection dropped is harmless when replayed: MLflow
+ignores a metric row it already holds and an identical param, an artifact is
+overwritten with the same bytes, and a model already registered for the run is
+not logged again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy
+
+from convbench import tracking
+from convbench.errors import ConvbenchError
+from convbench.paths import Layout, project_root
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+Call = dict[str, Any]
+"""One logging call: ``{"op": <kind>, ...}``; file arguments are :class:`Path`, arrays are numpy."""
+FILE_ARGS = ("path", "weights")
+ARRAY_ARGS = ("input_example",)
+SPOOL_DIR = "mlflow-spool"
+SPOOL_FILE = "calls.jsonl"
+SYNC_COMMAND = "python -m convbench.tracking sync"
+
+
+def spool_root() -> Path:
+    """Where every run's spool lives: at the real project root, so queued DVC experiments spool there too."""
+    return project_root() / SPOOL_DIR
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Spool:
+    """A run's unsent calls on disk, in order, with private copies of the files they name."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.file = folder / SPOOL_FILE
+        lines = self.file.read_text().splitlines() if self.file.is_file() else []
+        self.records: list[dict[str, Any]] = [json.loads(line) for line in lines if line.strip()]
+
+    def append(self, call: Call) -> None:
+        """Copy the call's files into the spool (later changes to the originals must not matter), then queue it."""
+        store = self.folder / "files" / uuid.uuid4().hex
+        record = dict(call)
+        for key in FILE_ARGS + ARRAY_ARGS:
+            if key not in call:
+                continue
+            store.mkdir(parents=True, exist_ok=True)
+            if key in FILE_ARGS:
+                target = store / Path(call[key]).name  # the name is the artifact's name in MLflow
+                shutil.copy2(call[key], target)
+            else:
+                target = store / f"{key}.npy"
+                numpy.save(target, call[key])
+            record[key] = target.relative_to(self.folder).as_posix()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self.file.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        self.records.append(record)
+
+    def call(self, index: int) -> Call:
+        """Record ``index`` with its files as paths into the spool and its arrays loaded."""
+        call = dict(self.records[index])
+        for key in FILE_ARGS:
+            if key in call:
+                call[key] = self.folder / call[key]
+        for key in ARRAY_ARGS:
+            if key in call:
+                call[key] = numpy.load(self.folder / call[key])
+        return call
+
+    def drop_first(self, count: int) -> None:
+        """Forget the first ``count`` records (sent); remove the whole spool when none is left."""
+        from convbench.data.format import atomic_write_bytes  # imports torch: only when needed
+
+        self.records = self.records[count:]
+        if not self.records:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        elif count:
+            atomic_write_bytes(self.file, "".join(json.dumps(r) + "\n" for r in self.records).encode())
+
+
+def describe(call: Call) -> str:
+    """A call in a few words, for messages."""
+    op = call["op"]
+    if op == "metrics" and call["step"] is not None:
+        return f"metrics of step {call['step']}"
+    if op == "artifact":
+        return f"artifact {Path(call['path']).name}"
+    if op == "status":
+        return f"status {call['status']}"
+    return op
+
+
+def send(client: MlflowClient, run_id: str, call: Call) -> None:
+    """Make one call against the store (raises whatever the client or the network raises).
+
+    urllib3 logs a warning for each retry of a dead server; they are muted
+    meanwhile, since :class:`RunLogger` says it in one line.
+    """
+    retries = logging.getLogger("urllib3.connectionpool")
+    level = retries.level
+    retries.setLevel(logging.ERROR)
+    try:
+        _dispatch(client, run_id, call)
+    finally:
+        retries.setLevel(level)
+
+
+def _dispatch(client: MlflowClient, run_id: str, call: Call) -> None:
+    from mlflow.entities import Metric, Param
+
+    op = call["op"]
+    if op == "params":
+        client.log_batch(run_id, params=[Param(k, v) for k, v in call["params"].items()])
+    elif op == "metrics":
+        metrics = [Metric(k, v, call["timestamp"], call["step"] or 0) for k, v in call["metrics"].items()]
+        client.log_batch(run_id, metrics=metrics)
+    elif op == "artifact":
+        client.log_artifact(run_id, str(call["path"]))
+    elif op == "model":
+        _send_model(client, run_id, call)
+    elif op == "status":
+        client.set_terminated(run_id, call["status"], end_time=call["end_time"])
+    else:
+        raise ValueError(f"unknown spooled call {op!r}")
+
+
+def _send_model(client: MlflowClient, run_id: str, call: Call) -> None:
+    """Rebuild the model from its weights file on CPU in fp32, then log, register and alias it.
+
+    Skipped when the run already has a registered version (registration comes
+    after the upload, so that attempt was complete). Model logging exists only
+    in MLflow's fluent API, hence the run is made active for it.
+    """
+    import mlflow
+
+    from convbench.training.weights import load_trained
+
+    name = tracking.registered_name(call["family"])
+    if client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
+        return
+    model, _ = load_trained(call["weights"])
+    with mlflow.start_run(run_id=run_id):
+        tracking.log_torch_model(model, call["family"], call["input_example"])
+
+
+def drain(client: MlflowClient, run_id: str, spool: Spool) -> int:
+    """Send the spooled calls in order and drop each once sent; return how many were sent.
+
+    On a failure the unsent rest stays spooled and the exception propagates.
+    """
+    sent = 0
+    try:
+        for index in range(len(spool.records)):
+            send(client, run_id, spool.call(index))
+            sent += 1
+    finally:
+        spool.drop_first(sent)
+    return sent
+
+
+class RunLogger:
+    """One training run's MLflow calls, sent at once while the store answers and spooled while it does not."""
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str,
+        family: str,
+        *,
+        layout: Layout = Layout(),
+        retry_seconds: float = 60.0,
+    ) -> None:
+        """``client`` is an ``MlflowClient`` for the store of ``run_id``; a spool left by an earlier
+        process of the same run (killed while offline) is picked up and sent first."""
+        self._run_id = run_id
+        self._client = client
+        self._uri = client.tracking_uri
+        self._family = family
+        self._layout = layout
+        self._retry_seconds = retry_seconds
+        self._spool = Spool(spool_root() / run_id)
+        self._warned = False
+        self._last_try = -math.inf
+
+    @classmethod
+    def start(
+        cls, family: str, run_id: str | None, *, layout: Layout = Layout(), retry_seconds: float = 60.0
+    ) -> RunLogger:
+        """Check the store, then continue ``run_id`` if it still exists (a resumed training) or start a
+        run named ``family``; a store that fails now stops the stage with one line, before training."""
+        experiment_id = tracking.ensure_store()  # first: a dead server fails before mlflow's slow import
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+        from mlflow.tracking.context.registry import resolve_tags
+
+        uri = tracking.tracking_uri()
+        client = MlflowClient(uri)
+        try:
+            if tracking.continuable(client, run_id):
+                client.update_run(run_id, status="RUNNING")
+            else:
+                tags = resolve_tags(tracking.run_tags(family))  # the user and source tags mlflow.start_run adds
+                run_id = client.create_run(experiment_id, tags=tags, run_name=family).info.run_id
+        except MlflowException as exc:
+            raise ConvbenchError(f"MLflow store {uri} failed to start the run ({tracking.short_reason(exc)})") from exc
+        return cls(client, run_id, family, layout=layout, retry_seconds=retry_seconds)
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    @property
+    def pending(self) -> int:
+        """How many calls are spooled, unsent."""
+        return len(self._spool.records)
+
+    def log_params(self, params: dict[str, str]) -> None:
+        self._call({"op": "params", "params": {k: str(v) for k, v in params.items()}})
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Timestamped now, so metrics sent later keep the time they were measured."""
+        self._call({"op": "metrics", "metrics": {k: float(v) for k, v in metrics.items()}, "step": step,
+                    "timestamp": _now_ms()})
+
+    def log_artifact(self, path: Path) -> None:
+        self._call({"op": "artifact", "path": Path(path)})
+
+    def log_model(self, weights: Path, family: str, input_example: numpy.ndarray) -> None:
+        """Log the weights file's model (rebuilt on CPU, fp32), register it and point alias ``current`` at it."""
+        self._call({"op": "model", "weights": Path(weights), "family": family, "input_example": input_example})
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """Set the run's terminal status with a last attempt to send everything; say where the rest is kept."""
+        self._call({"op": "status", "status": status, "end_time": _now_ms()}, final=True)
+        if not self.pending:
+            return
+        backup = ""
+        if status == "FINISHED":
+            backup = (f" Every metric is also in the DVC outputs {self._layout.train_summary(self._family)} "
+                       f"and {self._layout.history(self._family)} (one row per epoch).")
+        print(f"convbench: warning: {self.pending} MLflow call(s) of run {self.run_id} are not sent to {self._uri}; "
+              f"they are kept in {self._spool.file}: send them with `{SYNC_COMMAND}` once it is back.{backup}",
+              file=sys.stderr, flush=True)
+
+    def _call(self, call: Call, *, final: bool = False) -> None:
+        """Send ``call`` now if nothing is queued before it; else queue it and retry if it is time."""
+        if not self.pending:
+            try:
+                send(self._client, self.run_id, call)
+                return
+            except Exception as exc:  # any client or network failure: keep the call, train on
+                self._spool.append(call)
+                self._went_offline(f"{time.strftime('%H:%M:%S')} ({describe(call)} call)", exc)
+                return
+        self._spool.append(call)
+        if final or time.monotonic() - self._last_try >= self._retry_seconds:
+            self._retry()
+
+    def _retry(self) -> None:
+        """Probe the server (one cheap request), then send the spool in order."""
+        self._last_try = time.monotonic()
+        try:
+            tracking.check_server(self._uri)
+            sent = drain(self._client, self.run_id, self._spool)
+        except Exception as exc:  # still down (or down again): stay offline
+            self._went_offline("an earlier process of this run", exc)
+            return
+        self._warned = False  # a later outage gets its own warning
+        print(f"convbench: MLflow {self._uri} answers again: sent {sent} buffered call(s) of run {self.run_id}",
+              file=sys.stderr, flush=True)
+
+    def _went_offline(self, since: str, exc: BaseException) -> None:
+        """The one warning of a run's outage (later failures of the same outage stay quiet)."""
+        self._last_try = time.monotonic()
+        if self._warned:
+            return
+        self._warned = True
+        print(f"convbench: warning: MLflow {self._uri} unreachable since {since}: {tracking.short_reason(exc)}; "
+              f"calls are buffered in {self._spool.file} and training goes on", file=sys.stderr, flush=True)
+
+
+def sync() -> int:
+    """Send every spooled run to the current store; print what was sent; 0 if all was sent, else 1."""
+    folders = sorted(spool_root().glob(f"*/{SPOOL_FILE}"))
+    if not folders:
+        print(f"nothing to sync: no spooled MLflow calls in {spool_root()}")
+        return 0
+    uri = tracking.tracking_uri()
+    try:
+        tracking.ensure_store()
+    except ConvbenchError as exc:
+        print(f"convbench tracking sync: {len(folders)} spooled run(s) still pending: {exc}", file=sys.stderr)
+        return 1
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    pending = 0
+    for file in folders:
+        run_id, spool = file.parent.name, Spool(file.parent)
+        try:
+            sent = drain(client, run_id, spool)
+        except Exception as exc:  # report it, keep the rest spooled, go on with the other runs
+            pending += 1
+            print(f"convbench tracking sync: run {run_id}: {len(spool.records)} call(s) still pending in "
+                  f"{spool.file} ({tracking.short_reason(exc)})", file=sys.stderr)
+            continue
+        print(f"sent {sent} buffered call(s) of run {run_id} to {uri}")
+    return 1 if pending else 0
