@@ -156,6 +156,14 @@ def test_summary_names_stages_and_restores_training_mode() -> None:
     assert vgg.macs > 0
 
 
+def test_vgg_refuses_images_its_five_poolings_cannot_halve() -> None:
+    model = create_model("vgg", 10, width=0.125)
+    assert model.min_image_size == 32
+    with pytest.raises(ConfigError, match="data.image_size: VGG needs images of at least 32 px, got 16"):
+        summarize(model, 16)
+    assert summarize(create_model("resnet", 10, width=0.125), 16).params > 0  # no such limit for ResNet
+
+
 def test_resnext29_shape() -> None:
     model = create_model("resnext29_8x64d", 10, width=0.25)
     stages = dict(summarize(model, 32).stages)

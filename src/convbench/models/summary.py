@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from convbench.config import ConfigError
+
 
 @dataclass(frozen=True)
 class ModelSummary:
@@ -23,8 +25,14 @@ def summarize(model: nn.Module, image_size: int) -> ModelSummary:
 
     Stages come from the model's ``stages()`` method when it has one (our
     models do), else its top-level children. The model's train/eval mode is
-    restored afterwards.
+    restored afterwards. A model with a ``min_image_size`` (VGG) refuses smaller
+    images here, in one line, before PyTorch fails deep inside a pooling layer.
     """
+    smallest = getattr(model, "min_image_size", 1)
+    if image_size < smallest:
+        raise ConfigError(
+            f"data.image_size: {type(model).__name__} needs images of at least {smallest} px, got {image_size}"
+        )
     stages = model.stages() if hasattr(model, "stages") else list(model.named_children())
     shapes: dict[str, tuple[int, ...]] = {}
 

@@ -103,6 +103,11 @@ class VGG(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
+    @property
+    def min_image_size(self) -> int:
+        """The smallest input side: each block's max-pool halves it, and a 1 px map cannot be pooled."""
+        return 2 ** sum(isinstance(m, nn.MaxPool2d) for m in self.features)
+
     def stages(self) -> list[tuple[str, nn.Module]]:
         """Each conv block (ending at its max-pool), then the pool and the classifier (for summaries)."""
         pools = [m for m in self.features if isinstance(m, nn.MaxPool2d)]
