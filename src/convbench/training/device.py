@@ -9,14 +9,13 @@ fp32 NCHW on an AVX-512-bf16 CPU, and AMP is the usual 2-3x on CUDA.
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 
 import torch
 
 from convbench.errors import ConvbenchError
 from convbench.params import TrainParams
-from convbench.training.distributed import Dist
+from convbench.training.distributed import Dist, cpu_share
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -94,6 +93,6 @@ def resolve_runtime(params: TrainParams, dist: Dist = Dist()) -> Runtime:
         channels_last = device.type == "cuda" or (device.type == "cpu" and precision == "bf16")
     else:
         channels_last = params.channels_last == "on"
-    threads = params.threads or max(1, (os.cpu_count() or 1) // dist.local_world_size)
+    threads = params.threads or cpu_share(dist.local_world_size)
     torch.set_num_threads(threads)
     return Runtime(device=device, precision=precision, channels_last=channels_last, threads=threads)

@@ -126,15 +126,20 @@ def shard_batches(order: torch.Tensor, batch_size: int, dist: Dist) -> torch.Ten
     return batches[:, dist.rank * local : (dist.rank + 1) * local]
 
 
+def cpu_share(processes: int) -> int:
+    """Threads per process when ``processes`` share this machine's cores equally."""
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
 def check_launch(params: TrainParams, device: torch.device) -> None:
-    """Fail before launching anything when ``train.nproc`` cannot work on ``device``."""
+    """Fail before launching anything when a multi-process job cannot work on ``device``."""
     if device.type == "cuda" and params.nproc > torch.cuda.device_count():
         raise ConfigError(
             f"train.nproc: {params.nproc} processes but {torch.cuda.device_count()} CUDA device(s); use one per GPU"
         )
-    if device.type == "mps" and params.nproc > 1:
+    if device.type == "mps":
         raise ConfigError("train.nproc: multi-process training runs on CUDA (NCCL) or CPU (gloo), not mps")
-    if params.sync_bn and device.type != "cuda" and params.nproc > 1:
+    if params.sync_bn and device.type != "cuda":
         raise ConfigError("train.sync_bn: PyTorch's SyncBatchNorm runs on CUDA only; set it false for CPU processes")
 
 
@@ -152,7 +157,7 @@ def launch(nproc: int, module: str, args: list[str]) -> int:
     (two processes each using every core made steps stall on a 2-core CPU).
     """
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    env.setdefault("OMP_NUM_THREADS", str(cpu_share(nproc)))
     return subprocess.run(torchrun_command(nproc, module, args), env=env).returncode
 
 
