@@ -79,7 +79,8 @@ def test_resnext29_param_counts_match_the_paper(name: str, expected: int) -> Non
     assert meta_params(lambda: create_model(name, 10)) == expected
 
 
-def test_course_notebook_model_is_resnext50_32x4d() -> None:
+def test_paper_layout_depth_50_is_torchvision_resnext50_32x4d() -> None:
+    """The default ``layout: paper`` at depth 50 (the course notebook's smaller network is ``layout: course``)."""
     ours = meta_params(
         lambda: create_model("resnext", num_classes=3, depth=50, cardinality=32, base_width=4, stem="imagenet")
     )
@@ -232,7 +233,7 @@ def test_shortcuts_accept_overrides_but_not_of_their_defining_keys() -> None:
         (lambda: model_config("densenet"), r"unknown model family 'densenet'; valid families: vgg, resnet, resnext"),
         (
             lambda: model_config("resnet", cardinality=8),
-            r"resnet: unknown key\(s\) cardinality; valid keys: depth, dropout, stem, width, zero_init_residual",
+            r"resnet: unknown key\(s\) cardinality; valid keys: depth, dropout, layout, stem, width, zero_init_residual",
         ),
         (
             lambda: model_config("resnext", depth=50, cardinality=32, base_width=4, width=0.125),

@@ -27,6 +27,7 @@ class DataParams:
     test_fraction: float = 0.15
     seed: int = 42
     max_per_class: int = 0
+    stratify: bool = True
     max_files: int = 500_000
     max_bytes: int = 8 * 2**30
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -77,6 +78,11 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
+    @staticmethod
+    def inner_width(planes: int, base_width: int, groups: int) -> int:
+        """Channels of the grouped 3x3: ``base_width`` per group at 64 planes, scaled with the stage."""
+        return planes * base_width // 64 * groups
+
     def __init__(
         self,
         inplanes: int,
@@ -88,7 +94,7 @@ class Bottleneck(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        width = planes * base_width // 64 * groups
+        width = self.inner_width(planes, base_width, groups)
         self.conv1 = conv1x1(inplanes, width)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = conv3x3(width, width, stride, groups)
@@ -111,6 +117,29 @@ class Bottleneck(nn.Module):
         nn.init.zeros_(self.bn3.weight)
 
 
+class CourseBottleneck(Bottleneck):
+    """The course notebook's ResNeXt block: ``Bottleneck`` without the x4 expansion, a fixed grouped width.
+
+    The grouped 3x3 has ``groups * base_width`` channels in every stage (128 for
+    32x4d) and the block outputs ``planes`` channels (64, 128, 256, 512), so the
+    network is about a tenth of ResNeXt-50. ``dropout`` sits after the first
+    ReLU, where the notebook puts it.
+    """
+
+    expansion = 1
+
+    @staticmethod
+    def inner_width(planes: int, base_width: int, groups: int) -> int:
+        return groups * base_width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.dropout(self.relu(self.bn1(self.conv1(x))))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
 Block = type[BasicBlock] | type[Bottleneck]
 
 
@@ -120,8 +149,9 @@ class ResNet(nn.Module):
     Stage ``i`` has ``64 * 2**i`` planes (times ``width``) and stride 2 except
     the first. ``stem="imagenet"`` is the paper's 7x7/2 convolution and 3x3/2
     max-pool; ``stem="cifar"`` is one 3x3/1 convolution and no pool, so 32 px
-    inputs keep their resolution. Initialisation is torchvision's (Kaiming
-    normal, fan-out).
+    inputs keep their resolution. ``head_dropout`` drops pooled features before
+    the classifier (the course notebook's models do). Initialisation is
+    torchvision's (Kaiming normal, fan-out).
     """
 
     def __init__(
@@ -135,6 +165,7 @@ class ResNet(nn.Module):
         stem: Stem = "imagenet",
         width: float = 1.0,
         dropout: float = 0.0,
+        head_dropout: float = 0.0,
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
@@ -161,6 +192,7 @@ class ResNet(nn.Module):
             stage += [block(inplanes, planes, 1, None, groups, width_per_group, dropout) for _ in range(blocks - 1)]
             setattr(self, name, nn.Sequential(*stage))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.head_dropout = nn.Dropout(head_dropout)
         self.fc = nn.Linear(inplanes, num_classes)
 
         for m in self.modules():
@@ -178,7 +210,7 @@ class ResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for name in self.stage_names:
             x = getattr(self, name)(x)
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.fc(self.head_dropout(torch.flatten(self.avgpool(x), 1)))
 
     def stages(self) -> list[tuple[str, nn.Module]]:
         """Top-level stages in forward order, each named by the module whose output it is (for summaries)."""
@@ -188,6 +220,10 @@ class ResNet(nn.Module):
             ("avgpool", self.avgpool),
             ("fc", self.fc),
         ]
+
+
+Layout = Literal["paper", "course"]
+"""``paper``: the torchvision/paper network. ``course``: the course notebook's variant (see the configs)."""
 
 
 RESNET_DEPTHS: dict[int, tuple[Block, tuple[int, ...]]] = {
@@ -206,7 +242,8 @@ class ResNetConfig:
     ``depth`` picks basic (18, 34) or bottleneck (50, 101, 152) blocks;
     ``width`` scales every convolution's channels; ``dropout`` is applied inside
     each residual branch; ``zero_init_residual`` zeroes each block's last
-    BatchNorm scale.
+    BatchNorm scale. ``layout: course`` is the course notebook's ResNet: the same
+    network with ``dropout`` also before the classifier.
     """
 
     depth: int = 18
@@ -214,6 +251,7 @@ class ResNetConfig:
     width: float = 1.0
     dropout: float = 0.0
     zero_init_residual: bool = False
+    layout: Layout = "paper"
 
     def __post_init__(self) -> None:
         require(
@@ -234,5 +272,6 @@ def build_resnet(config: ResNetConfig, num_classes: int) -> ResNet:
         stem=config.stem,
         width=config.width,
         dropout=config.dropout,
+        head_dropout=config.dropout if config.layout == "course" else 0.0,
         zero_init_residual=config.zero_init_residual,
     )

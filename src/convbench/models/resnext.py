@@ -7,6 +7,13 @@ ImageNet networks; depth 29 is the CIFAR network (3x3 stem of 64 channels,
 three stages of three blocks, 256/512/1024 output channels). The CIFAR family is
 depth 9n + 2 for n blocks per stage, so 20 and 11 are its shallower members
 (two and one block per stage): CPU-sized networks with the same block.
+
+``layout: course`` is the course notebook's ResNeXt instead (see
+:class:`~convbench.models.resnet.CourseBottleneck`): blocks that do not expand,
+the same grouped width ``cardinality * base_width`` in every stage, and
+``dropout`` after each block's first ReLU and before the classifier. With
+``depth: 50, stem: imagenet`` it is the notebook's network ([3, 4, 6, 3] blocks
+after the 7x7/2 stem and max-pool, stage outputs 64-512).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from dataclasses import dataclass
 
 from convbench.config import require
 from convbench.models.common import Stem, check_width_dropout, scale_channels
-from convbench.models.resnet import Bottleneck, ResNet
+from convbench.models.resnet import Bottleneck, CourseBottleneck, Layout, ResNet
 
 RESNEXT_DEPTHS: dict[int, tuple[int, ...]] = {
     11: (1, 1, 1),
@@ -34,7 +41,9 @@ class ResNeXtConfig:
     ``width`` scales every convolution's channels; the grouped width is then
     torchvision's ``int(planes * base_width / 64) * cardinality`` of the scaled
     planes, so the cardinality always divides it. A width so small that a group
-    would get no channel is rejected.
+    would get no channel is rejected. In the ``course`` layout ``width`` scales
+    the stem and stage outputs only: the grouped width is ``cardinality *
+    base_width`` everywhere, as in the notebook.
     """
 
     depth: int = 29
@@ -44,6 +53,7 @@ class ResNeXtConfig:
     width: float = 1.0
     dropout: float = 0.0
     zero_init_residual: bool = False
+    layout: Layout = "paper"
 
     def __post_init__(self) -> None:
         require(
@@ -54,6 +64,8 @@ class ResNeXtConfig:
         require(self.cardinality >= 1, "cardinality", f"must be at least 1 group, got {self.cardinality}")
         require(self.base_width >= 1, "base_width", f"must be at least 1 channel per group, got {self.base_width}")
         check_width_dropout(self.width, self.dropout)
+        if self.layout == "course":
+            return
         planes = scale_channels(64, self.width)
         grouped = planes * self.base_width / 64 * self.cardinality
         require(
@@ -66,9 +78,10 @@ class ResNeXtConfig:
 
 
 def build_resnext(config: ResNeXtConfig, num_classes: int) -> ResNet:
-    """The ResNeXt that ``config`` describes: ``ResNet`` with ``Bottleneck`` blocks of ``cardinality`` groups."""
+    """The ResNeXt that ``config`` describes: ``ResNet`` with grouped bottlenecks of ``cardinality`` groups."""
+    course = config.layout == "course"
     return ResNet(
-        Bottleneck,
+        CourseBottleneck if course else Bottleneck,
         RESNEXT_DEPTHS[config.depth],
         num_classes,
         groups=config.cardinality,
@@ -76,5 +89,6 @@ def build_resnext(config: ResNeXtConfig, num_classes: int) -> ResNet:
         stem=config.stem,
         width=config.width,
         dropout=config.dropout,
+        head_dropout=config.dropout if course else 0.0,
         zero_init_residual=config.zero_init_residual,
     )

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             test_fraction=data.test_fraction,
             seed=data.seed,
             max_per_class=data.max_per_class,
+            stratify=data.stratify,
             classes=cache.classes,
         )
         save_split(layout.split, split)
