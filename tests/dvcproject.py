@@ -46,9 +46,11 @@ def stages_run(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
-def build_project(base: Path) -> dict[str, str]:
-    """Make ``base`` a committed tiny convbench project after one full ``dvc repro``; return the env to run it with."""
+def build_project(base: Path, *, repro: bool = True) -> dict[str, str]:
+    """Make ``base`` a committed tiny convbench project (after one full ``dvc repro`` unless ``repro`` is false);
+    return the env to run it with."""
     shutil.copytree(ROOT / "src", base / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(ROOT / "conf", base / "conf")
     shutil.copy(ROOT / "dvc.yaml", base / "dvc.yaml")
     shutil.copy(ROOT / ".gitignore", base / ".gitignore")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())  # DVC needs every key a stage lists
@@ -70,8 +72,9 @@ def build_project(base: Path) -> dict[str, str]:
     run(["dvc", "init", "-q"], base, env)
     run(["dvc", "config", "core.analytics", "false"], base, env)
     run([sys.executable, "-m", "convbench.tracking"], base, {**env, "PYTHONPATH": str(base / "src")})
-    out = run(["dvc", "repro"], base, env)
-    assert stages_run(out) == ALL_STAGES, out
+    if repro:
+        out = run(["dvc", "repro"], base, env)
+        assert stages_run(out) == ALL_STAGES, out
     run(["git", "add", "-A"], base, env)
     run(["git", "commit", "-q", "-m", "tiny project"], base, env)
     return env

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -13,6 +17,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torchvision.datasets import ImageFolder
 
+from convbench.bench.gpu import main as gpu_bench
 from convbench.config import ConfigError
 from convbench.data.cache import build_cache
 from convbench.data.split import make_split
@@ -204,3 +209,27 @@ def test_recipe_errors_are_one_line() -> None:
         parse_override("data.archive")
     assert parse_override("train.flip=false") == ("train.flip", False)
     assert compose(base, recipe, 1, {"train.epochs": 1})["train"]["epochs"] == 1
+
+
+# -- the GPU check ---------------------------------------------------------------------------------
+
+
+def test_gpu_check_says_one_line_and_exits_0_without_cuda() -> None:
+    env = {**os.environ, "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh")], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["gpu_check: no CUDA device here (torch.cuda.is_available() is false): "
+                                        "nothing to check"]
+
+
+def test_gpu_epoch_bench_trains_every_course_model_for_one_epoch(tmp_path: Path) -> None:
+    """The script's second half, on a tiny course zip on the CPU: four models (both ResNeXt runs), one epoch each."""
+    archive = make_image_zip(tmp_path / "course.zip", {"cnn_dataset": {"dogs": 12, "food": 12, "vehicles": 12}}, size=32)
+    out = tmp_path / "gpu_epoch.json"
+    settings = ["-S", "data.image_size=32", "-S", "train.device=cpu", "-S", "train.precision=fp32", "-S", "train.threads=1"]
+    assert gpu_bench(["--archive", str(archive), "--work", str(tmp_path / "work"), "--out", str(out), *settings]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["family"] for r in rows] == ["vgg", "resnet", "resnext", "resnext"]
+    assert [r["params"] for r in rows[1:]] == [NOTEBOOK_RESNET18_PARAMS, *NOTEBOOK_RESNEXT_PARAMS.values()]
+    assert all(r["images_per_second"] > 0 and r["batch_size"] == 25 for r in rows)  # 25 training images < batch 64

@@ -1,0 +1,125 @@
+"""``python -m convbench.bench.gpu --archive cifar10.zip``: one epoch of a recipe per model, on the GPU.
+
+Part of ``bench/gpu_check.sh``. It composes the recipe (``course`` by default)
+over params.yaml, prepares the data with the pipeline's own functions (unzip,
+cache at the recipe's image size, split), then trains every run's models for
+one epoch with the real :class:`~convbench.training.loop.Trainer` (the recipe's
+batch, optimizer, schedule, precision ``auto``) and prints, per model, training
+images/s, the epoch's seconds, validation accuracy after that epoch, and the
+peak GPU memory. No DVC or MLflow is needed, so it runs on a bare GPU image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from convbench.config import to_dict
+from convbench.data.cache import build_cache
+from convbench.data.format import Cache
+from convbench.data.split import describe_split, make_split
+from convbench.data.unzip import unzip_archive
+from convbench.errors import ConvbenchError
+from convbench.models import create_model, model_config, summarize
+from convbench.params import FAMILIES, Params
+from convbench.paths import project_root
+from convbench.recipes import check, load_recipe, parse_override
+from convbench.training.device import resolve_runtime
+from convbench.training.loop import Trainer
+
+
+def prepare(params: Params, archive: Path, work: Path) -> tuple[Cache, dict[str, torch.Tensor]]:
+    """Unzip, cache and split ``archive`` under ``work`` exactly as the data stages would."""
+    data = params.data
+    images, manifest = work / "images", work / "unzip.json"
+    start = time.perf_counter()
+    unzip_archive(archive, images, manifest, max_files=data.max_files, max_bytes=data.max_bytes)
+    cache = build_cache(images, manifest, data.image_size)
+    split = make_split(
+        cache.labels.numpy(), cache.origin.numpy(), val_fraction=data.val_fraction, test_fraction=data.test_fraction,
+        seed=data.seed, max_per_class=data.max_per_class, stratify=data.stratify, classes=cache.classes,
+    )
+    print(f"data: {len(cache.labels):,} images at {data.image_size}px in {time.perf_counter() - start:.0f} s; "
+          f"{describe_split(split, cache.origin.numpy())}", flush=True)
+    return cache, {k: torch.tensor(v, dtype=torch.long) for k, v in split.items()}
+
+
+def one_epoch(family: str, section: dict[str, Any], params: Params, cache: Cache,
+              split: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Train ``family`` for the first epoch of ``params.train``; speed, accuracy and peak memory."""
+    runtime = resolve_runtime(params.train)
+    torch.manual_seed(params.train.seed)
+    model = create_model(family, cache.num_classes, **section)
+    size = summarize(model, cache.image_size)
+    if runtime.device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(runtime.device)
+    trainer = Trainer(model, cache, split, params.train, runtime, progress=family)
+    row = trainer.train_epoch(1)
+    val_loss, val_accuracy = trainer.evaluate(split["val"])
+    peak = torch.cuda.max_memory_allocated(runtime.device) if runtime.device.type == "cuda" else 0
+    return {
+        "family": family, "model": section, "params": size.params, "macs": size.macs,
+        "device": torch.cuda.get_device_name(runtime.device) if runtime.device.type == "cuda" else "cpu",
+        "precision": runtime.precision, "channels_last": runtime.channels_last,
+        "batch_size": trainer.batch_size, "train_images": trainer.steps_per_epoch * trainer.batch_size,
+        "train_seconds": row["train_seconds"], "images_per_second": row["images_per_second"],
+        "train_loss": row["train_loss"], "val_loss": val_loss, "val_accuracy": val_accuracy,
+        "peak_memory_bytes": peak,
+    }
+
+
+def run_check(recipe_name: str, archive: Path, work: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """One epoch of every model in every run of ``recipe_name`` (models shared by runs are trained once)."""
+    base = yaml.safe_load((project_root() / "params.yaml").read_text()) or {}
+    runs = check(load_recipe(recipe_name), base, {"data.archive": str(archive), **settings})
+    cache, split = prepare(runs[0], archive, work)
+    results, done = [], []
+    for params in runs:
+        for family in FAMILIES:
+            section = to_dict(model_config(family, **params.models.get(family, {})))
+            if (family, section) in done:
+                continue
+            done.append((family, section))
+            result = one_epoch(family, section, params, cache, split)
+            results.append(result)
+            print(format_row(result), flush=True)
+    return results
+
+
+def format_row(r: dict[str, Any]) -> str:
+    m = r["model"]
+    name = r["family"] + (f" {m['cardinality']}x{m['base_width']}d" if "cardinality" in m else "")
+    return (f"{name:<16} {r['params'] / 1e6:6.2f} M params {r['macs'] / 1e9:6.2f} GMACs | "
+            f"{r['images_per_second']:8,.0f} img/s  {r['train_seconds']:6.1f} s/epoch | val acc {r['val_accuracy']:.4f} | "
+            f"peak {r['peak_memory_bytes'] / 2**30:5.2f} GiB | {r['device']} {r['precision']} batch {r['batch_size']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convbench.bench.gpu", description=__doc__.splitlines()[0])
+    parser.add_argument("--archive", type=Path, required=True, help="the dataset zip (CIFAR-10's by default)")
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder for the extracted images")
+    parser.add_argument("--recipe", default="course")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a params key, e.g. -S data.image_size=32 for a quick check")
+    args = parser.parse_args(argv)
+    try:
+        results = run_check(args.recipe, args.archive, args.work, dict(map(parse_override, args.set_param)))
+    except ConvbenchError as exc:
+        print(f"convbench bench.gpu: error: {exc}")
+        return 2
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
