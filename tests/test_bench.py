@@ -14,7 +14,8 @@ import yaml
 
 from convbench.bench.training import NUM_CLASSES, Workload, build_model, in_memory_cache, notebook_loop, our_trainer
 from convbench.bench.training import synthetic_images
-from convbench.params import FAMILIES, TrainParams
+from convbench.families import FAMILIES
+from convbench.params import TrainParams
 from convbench.training.device import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -178,11 +178,11 @@ def test_course_recipe_composes_the_notebooks_settings() -> None:
     # data location and machine settings stay the reader's
     assert data.archive == yaml.safe_load((ROOT / "params.yaml").read_text())["data"]["archive"]
     for run, (cardinality, dropout) in zip((first, improved), ((32, 0.0), (64, 0.1))):
-        section = run.models["resnext"]
-        assert (section["cardinality"], section["dropout"]) == (cardinality, dropout)
-        assert n_params(create_model("resnext", 3, **section)) == NOTEBOOK_RESNEXT_PARAMS[cardinality]
-        assert n_params(create_model("resnet", 3, **run.models["resnet"])) == NOTEBOOK_RESNET18_PARAMS
-        vgg = create_model("vgg", 3, **run.models["vgg"])
+        resnext = run.models["resnext"]
+        assert (resnext.layout, resnext.cardinality, resnext.dropout) == ("course", cardinality, dropout)
+        assert n_params(create_model(resnext, 3)) == NOTEBOOK_RESNEXT_PARAMS[cardinality]
+        assert n_params(create_model(run.models["resnet"], 3)) == NOTEBOOK_RESNET18_PARAMS
+        vgg = create_model(run.models["vgg"], 3)
         assert [m.kernel_size for m in vgg.modules() if isinstance(m, nn.Conv2d)].count((1, 1)) == 3  # config C
     assert improved.data == first.data and improved.train == first.train
     assert improved.models["vgg"] == first.models["vgg"] and improved.models["resnet"] == first.models["resnet"]

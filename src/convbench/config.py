@@ -103,6 +103,17 @@ def require(condition: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: dotted keys, as ``dvc exp run -S`` and MLflow params name them."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass as a plain dict (tuples become lists), e.g. for MLflow or JSON."""
     def plain(v: Any) -> Any:

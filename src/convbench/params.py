@@ -1,7 +1,9 @@
-"""params.yaml as typed, validated dataclasses.
+"""params.yaml as typed, validated dataclasses, parsed once.
 
 Stage scripts call :func:`load_params` and read only their own section, so DVC's
-per-section ``params:`` dependencies decide what re-runs.
+per-section ``params:`` dependencies decide what re-runs. Model sections become
+the typed configs of :mod:`convbench.families` (which needs no torch, so the
+data stages stay light).
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ from typing import Any, Literal
 
 import yaml
 
-from convbench.config import ConfigError, parse_section, require
-
-FAMILIES: tuple[str, ...] = ("vgg", "resnet", "resnext")
+from convbench.config import ConfigError, flatten, parse_section, require, to_dict
+from convbench.families import FAMILIES, FamilyConfig, model_config
 
 
 @dataclass(frozen=True)
@@ -96,17 +97,25 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class Params:
-    """The whole params.yaml; model sections stay plain dicts checked by the model registry."""
+    """The whole params.yaml: data, the shared recipe, and every family's typed model config."""
 
     data: DataParams = field(default_factory=DataParams)
     train: TrainParams = field(default_factory=TrainParams)
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: dict[str, FamilyConfig] = field(default_factory=lambda: {f: model_config(f) for f in FAMILIES})
+
+    def run_params(self, family: str) -> dict[str, str]:
+        """What a run of ``family`` logs to MLflow: ``family``, ``data.*``, ``train.*`` and ``model.*``, as strings.
+
+        The one flattening of params for MLflow: training logs it, evaluation
+        logs it on a run it has to create, and the cardinality study matches
+        runs on it.
+        """
+        sections = {"data": to_dict(self.data), "train": to_dict(self.train), "model": to_dict(self.models[family])}
+        return {"family": family} | {k: str(v) for k, v in flatten(sections).items()}
 
 
 def parse_params(raw: dict[str, Any] | None) -> Params:
     """Validate a params mapping: unknown sections or keys, wrong types, bad ranges all fail here."""
-    from convbench.models import model_config  # the registry owns the model keys
-
     raw = dict(raw or {})
     known = {"data", "train", *FAMILIES}
     unknown = sorted(set(raw) - known)
@@ -117,8 +126,7 @@ def parse_params(raw: dict[str, Any] | None) -> Params:
         section = raw.get(family) or {}
         if not isinstance(section, dict):
             raise ConfigError(f"{family}: expected a mapping of keys, got {section!r}")
-        model_config(family, **section)
-        models[family] = dict(section)
+        models[family] = model_config(family, **section)
     return Params(
         data=parse_section(DataParams, raw.get("data"), "data"),
         train=parse_section(TrainParams, raw.get("train"), "train"),

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from convbench.config import ConfigError
+from convbench.config import ConfigError, flatten
 from convbench.errors import ConvbenchError
 from convbench.params import Params, parse_params
 from convbench.paths import project_root
@@ -42,17 +42,6 @@ class Recipe:
 
 def recipes_dir(root: Path | None = None) -> Path:
     return (root or project_root()) / "conf" / "recipes"
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: the keys ``dvc exp run -S`` takes."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def apply(tree: Mapping[str, Any], flat: Mapping[str, Any]) -> dict[str, Any]:

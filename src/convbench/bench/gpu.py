@@ -26,8 +26,9 @@ from convbench.data.format import Cache
 from convbench.data.split import describe_split, make_split
 from convbench.data.unzip import unzip_archive
 from convbench.errors import ConvbenchError
-from convbench.models import create_model, model_config, summarize
-from convbench.params import FAMILIES, Params
+from convbench.families import FAMILIES, FamilyConfig
+from convbench.models import create_model, summarize
+from convbench.params import Params
 from convbench.paths import project_root
 from convbench.recipes import check, load_recipe, parse_override
 from convbench.training.device import resolve_runtime
@@ -50,12 +51,12 @@ def prepare(params: Params, archive: Path, work: Path) -> tuple[Cache, dict[str,
     return cache, {k: torch.tensor(v, dtype=torch.long) for k, v in split.items()}
 
 
-def one_epoch(family: str, section: dict[str, Any], params: Params, cache: Cache,
-              split: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Train ``family`` for the first epoch of ``params.train``; speed, accuracy and peak memory."""
+def one_epoch(config: FamilyConfig, params: Params, cache: Cache, split: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Train the model of ``config`` for the first epoch of ``params.train``; speed, accuracy and peak memory."""
     runtime = resolve_runtime(params.train)
     torch.manual_seed(params.train.seed)
-    model = create_model(family, cache.num_classes, **section)
+    model = create_model(config, cache.num_classes)
+    family = model.family
     size = summarize(model, cache.image_size)
     if runtime.device.type == "cuda":
         torch.cuda.empty_cache()
@@ -65,7 +66,7 @@ def one_epoch(family: str, section: dict[str, Any], params: Params, cache: Cache
     val_loss, val_accuracy = trainer.evaluate(split["val"])
     peak = torch.cuda.max_memory_allocated(runtime.device) if runtime.device.type == "cuda" else 0
     return {
-        "family": family, "model": section, "params": size.params, "macs": size.macs,
+        "family": family, "model": to_dict(config), "params": size.params, "macs": size.macs,
         "device": torch.cuda.get_device_name(runtime.device) if runtime.device.type == "cuda" else "cpu",
         "precision": runtime.precision, "channels_last": runtime.channels_last,
         "batch_size": trainer.batch_size, "train_images": trainer.steps_per_epoch * trainer.batch_size,
@@ -83,11 +84,11 @@ def run_check(recipe_name: str, archive: Path, work: Path, settings: dict[str, A
     results, done = [], []
     for params in runs:
         for family in FAMILIES:
-            section = to_dict(model_config(family, **params.models.get(family, {})))
-            if (family, section) in done:
+            config = params.models[family]
+            if config in done:
                 continue
-            done.append((family, section))
-            result = one_epoch(family, section, params, cache, split)
+            done.append(config)
+            result = one_epoch(config, params, cache, split)
             results.append(result)
             print(format_row(result), flush=True)
     return results

@@ -25,8 +25,8 @@ from convbench.bench.report import write_reports
 from convbench.bench.training import Rounds, Workload
 from convbench.config import to_dict
 from convbench.evaluation.evaluate import EvalSettings
-from convbench.models import model_config
-from convbench.params import FAMILIES, Params, load_params
+from convbench.families import FAMILIES, FamilyConfig, model_config
+from convbench.params import Params, load_params
 from convbench.paths import Layout
 from convbench.stages import run_stage
 from convbench.training.device import Runtime, cpu_supports_bf16, resolve_runtime
@@ -97,11 +97,11 @@ QUICK = Plan(
 )
 
 
-def quick_section(family: str, section: dict[str, Any]) -> dict[str, Any]:
-    """``section`` with the smallest width that the family accepts (and no larger than its own)."""
-    width = section.get("width", 1.0)
+def quick_section(family: str, config: FamilyConfig) -> dict[str, Any]:
+    """``config``'s section with the smallest width that the family accepts (and no larger than its own)."""
+    section = to_dict(config)
     for candidate in QUICK_WIDTHS:
-        if candidate >= width:
+        if candidate >= config.width:
             break
         try:
             model_config(family, **(section | {"width": candidate}))
@@ -358,7 +358,7 @@ def run_benchmark(params: Params, plan: Plan, out: Path, images: Path | None, su
     """Measure everything, write ``out``/benchmark.json and benchmark.md, return the results."""
     progress = Progress()
     runtime = resolve_runtime(params.train)
-    sections = {f: (quick_section(f, params.models[f]) if plan.quick else params.models[f]) for f in FAMILIES}
+    sections = {f: (quick_section(f, params.models[f]) if plan.quick else to_dict(params.models[f])) for f in FAMILIES}
     results: dict[str, Any] = {
         "mode": "quick" if plan.quick else "full",
         "machine": machine_info(runtime),

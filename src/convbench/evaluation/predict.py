@@ -22,7 +22,7 @@ import torch
 
 from convbench.data.cache import decode_image
 from convbench.errors import ConvbenchError
-from convbench.params import FAMILIES
+from convbench.families import FAMILIES
 from convbench.paths import Layout
 from convbench.stages import run_stage
 from convbench.training.augment import Normalizer

@@ -64,10 +64,8 @@ def _differences(section: str, current: dict[str, Any], default: dict[str, Any])
 
 def changed_params(params: Params) -> list[tuple[str, Any, Any]]:
     """``(key, value, default)`` for every parameter that differs from the code's default."""
-    from convbench.models import model_config
-
     rows = _differences("data", to_dict(params.data), to_dict(DataParams()))
     rows += _differences("train", to_dict(params.train), to_dict(TrainParams()))
-    for family, section in params.models.items():
-        rows += _differences(family, to_dict(model_config(family, **section)), to_dict(model_config(family)))
+    for family, config in params.models.items():
+        rows += _differences(family, to_dict(config), to_dict(type(config)()))
     return rows

@@ -23,7 +23,8 @@ from convbench.evaluation import discussion, figures, provenance
 from convbench.evaluation import markdown as md
 from convbench.evaluation.results import FamilyResult, load_results
 from convbench.evaluation.sweep import Sweep, store_problem
-from convbench.params import FAMILIES, Params
+from convbench.families import FAMILIES
+from convbench.params import Params
 from convbench.paths import Layout
 
 GALLERY_SIZE = 16
@@ -33,9 +34,7 @@ SWEEP_COMMAND = "dvc exp run --queue -S resnext.cardinality=1,2,4,8,32 && dvc qu
 
 def family_configs(params: Params) -> dict[str, dict[str, Any]]:
     """Each family's full config (params.yaml section plus code defaults), in report order."""
-    from convbench.models import model_config
-
-    return {f: to_dict(model_config(f, **params.models.get(f, {}))) for f in FAMILIES}
+    return {f: to_dict(params.models[f]) for f in FAMILIES}
 
 
 def summary_columns() -> list[md.Column]:

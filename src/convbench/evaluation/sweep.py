@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from convbench.config import to_dict
 from convbench.params import Params
 from convbench.tracking import EXPERIMENT
 
@@ -36,17 +35,10 @@ class Sweep:
 def reference_params(params: Params) -> dict[str, str]:
     """The MLflow params a comparable ResNeXt run must share, named as the train stage logs them.
 
-    Training logs ``data.*``, ``train.*`` and the family's keys as ``model.*``
-    (values as ``str``); everything but cardinality and base width must match.
+    Training logs :meth:`Params.run_params`; everything but cardinality and base
+    width must match.
     """
-    from convbench.models import model_config
-
-    sections = {
-        "data": to_dict(params.data),
-        "train": to_dict(params.train),
-        "model": to_dict(model_config("resnext", **params.models.get("resnext", {}))),
-    }
-    flat = {f"{s}.{k}": str(v) for s, values in sections.items() for k, v in values.items()}
+    flat = params.run_params("resnext")
     return {k: v for k, v in flat.items() if k not in IGNORED and k.removeprefix("model.") not in SWEPT}
 
 

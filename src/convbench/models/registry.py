@@ -1,8 +1,9 @@
-"""Model families, named shortcuts, and the one function that builds any of them.
+"""Named shortcuts and the one function that builds any model.
 
-A family's keyword arguments are exactly its params.yaml section, so
-``create_model("resnext", 10, **params.models["resnext"])`` needs no glue, and
-:func:`model_config` validates that section before any training starts.
+``create_model`` takes a family's typed config (``params.models["resnext"]``,
+parsed once from params.yaml by :mod:`convbench.params`), or a family or
+shortcut name with the section's keys as keyword arguments. The families and
+their configs live in :mod:`convbench.families` (no torch there).
 """
 
 from __future__ import annotations
@@ -13,18 +14,14 @@ from typing import Any
 
 from torch import nn
 
-from convbench.config import ConfigError, parse_section, require
-from convbench.models.resnet import RESNET_DEPTHS, ResNetConfig, build_resnet
-from convbench.models.resnext import ResNeXtConfig, build_resnext
-from convbench.models.vgg import DEFAULT_CONFIG, VGGConfig, build_vgg, paper_depth
-
-
-@dataclass(frozen=True)
-class Family:
-    """A family's config dataclass and the function that builds a model from it."""
-
-    config: type
-    build: Callable[[Any, int], nn.Module]
+from convbench.config import ConfigError, require
+from convbench.families import (
+    DEFAULT_CONFIG, FAMILIES, RESNET_DEPTHS, FamilyConfig, ResNetConfig, ResNeXtConfig, VGGConfig, family_of,
+    model_config, paper_depth,
+)
+from convbench.models.resnet import build_resnet
+from convbench.models.resnext import build_resnext
+from convbench.models.vgg import build_vgg
 
 
 @dataclass(frozen=True)
@@ -36,11 +33,12 @@ class Shortcut:
     defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
-FAMILIES: dict[str, Family] = {
-    "vgg": Family(VGGConfig, build_vgg),
-    "resnet": Family(ResNetConfig, build_resnet),
-    "resnext": Family(ResNeXtConfig, build_resnext),
+BUILDERS: dict[type, Callable[[Any, int], nn.Module]] = {
+    VGGConfig: build_vgg,
+    ResNetConfig: build_resnet,
+    ResNeXtConfig: build_resnext,
 }
+"""The network builder of each family's config class."""
 
 
 def _shortcuts() -> dict[str, Shortcut]:
@@ -74,19 +72,11 @@ def list_models() -> list[str]:
     return sorted(FAMILIES) + sorted(SHORTCUTS)
 
 
-def model_config(family: str, **section: Any) -> Any:
-    """The frozen config dataclass of ``family`` built from its params.yaml ``section``.
-
-    Raises ConfigError naming the key (``resnext.cardinality: ...``) for an
-    unknown family or key, a wrong type, or an impossible combination.
-    """
-    if family not in FAMILIES:
-        raise ConfigError(f"unknown model family {family!r}; valid families: {', '.join(FAMILIES)}")
-    return parse_section(FAMILIES[family].config, section, family)
-
-
-def _resolve(name: str, overrides: Mapping[str, Any]) -> tuple[str, Any]:
-    """(family, config) for a family name or a shortcut with keyword overrides."""
+def _resolve(name: str | FamilyConfig, overrides: Mapping[str, Any]) -> tuple[str, FamilyConfig]:
+    """(family, config) for a typed config, a family name or a shortcut with keyword overrides."""
+    if not isinstance(name, str):
+        require(not overrides, "create_model", "takes no keyword overrides with a config; use dataclasses.replace")
+        return family_of(name), name
     if name in FAMILIES:
         return name, model_config(name, **overrides)
     if name not in SHORTCUTS:
@@ -102,9 +92,10 @@ def _resolve(name: str, overrides: Mapping[str, Any]) -> tuple[str, Any]:
     return shortcut.family, model_config(shortcut.family, **{**shortcut.defaults, **shortcut.fixed, **overrides})
 
 
-def create_model(name: str, num_classes: int, **section: Any) -> nn.Module:
-    """Build a model from a family name and its params section, or from a shortcut name plus overrides.
+def create_model(name: str | FamilyConfig, num_classes: int, **section: Any) -> nn.Module:
+    """Build a model from a typed config, a family name and its params section, or a shortcut plus overrides.
 
+    ``create_model(params.models["resnext"], 10)`` is the configured family;
     ``create_model("resnext", 10, cardinality=16)`` is the family with one key
     changed; ``create_model("resnet18", 10, stem="cifar")`` is a named model
     with a non-defining key changed. The returned module has a ``family``
@@ -116,6 +107,6 @@ def create_model(name: str, num_classes: int, **section: Any) -> nn.Module:
         "num_classes",
         f"must be a positive integer, got {num_classes!r}",
     )
-    model = FAMILIES[family].build(config, num_classes)
+    model = BUILDERS[type(config)](config, num_classes)
     model.family = family
     return model

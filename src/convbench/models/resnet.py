@@ -10,14 +10,11 @@ equal). Like torchvision, the skeleton takes a block class plus ``groups`` and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
-from convbench.config import require
-from convbench.models.common import Stem, check_width_dropout, scale_channels
+from convbench.families import RESNET_DEPTHS, ResNetConfig, Stem, scale_channels
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -222,51 +219,14 @@ class ResNet(nn.Module):
         ]
 
 
-Layout = Literal["paper", "course"]
-"""``paper``: the torchvision/paper network. ``course``: the course notebook's variant (see the configs)."""
-
-
-RESNET_DEPTHS: dict[int, tuple[Block, tuple[int, ...]]] = {
-    18: (BasicBlock, (2, 2, 2, 2)),
-    34: (BasicBlock, (3, 4, 6, 3)),
-    50: (Bottleneck, (3, 4, 6, 3)),
-    101: (Bottleneck, (3, 4, 23, 3)),
-    152: (Bottleneck, (3, 8, 36, 3)),
-}
-
-
-@dataclass(frozen=True)
-class ResNetConfig:
-    """The ``resnet`` section of params.yaml.
-
-    ``depth`` picks basic (18, 34) or bottleneck (50, 101, 152) blocks;
-    ``width`` scales every convolution's channels; ``dropout`` is applied inside
-    each residual branch; ``zero_init_residual`` zeroes each block's last
-    BatchNorm scale. ``layout: course`` is the course notebook's ResNet: the same
-    network with ``dropout`` also before the classifier.
-    """
-
-    depth: int = 18
-    stem: Stem = "cifar"
-    width: float = 1.0
-    dropout: float = 0.0
-    zero_init_residual: bool = False
-    layout: Layout = "paper"
-
-    def __post_init__(self) -> None:
-        require(
-            self.depth in RESNET_DEPTHS,
-            "depth",
-            f"{self.depth} is not a ResNet depth; choose one of {', '.join(map(str, RESNET_DEPTHS))}",
-        )
-        check_width_dropout(self.width, self.dropout)
+BLOCKS: dict[str, Block] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 def build_resnet(config: ResNetConfig, num_classes: int) -> ResNet:
     """The ResNet that ``config`` describes."""
-    block, layers = RESNET_DEPTHS[config.depth]
+    kind, layers = RESNET_DEPTHS[config.depth]
     return ResNet(
-        block,
+        BLOCKS[kind],
         layers,
         num_classes,
         stem=config.stem,

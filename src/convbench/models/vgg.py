@@ -8,36 +8,13 @@ Five 2x2 max-pools need inputs of at least 32 px.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
-from convbench.config import require
-from convbench.models.common import check_width_dropout, scale_channels
-
-ConfigName = Literal["A", "B", "C", "D", "E"]
-Head = Literal["compact", "classic"]
+from convbench.families import VGG_CONFIGS, Head, VGGConfig, scale_channels
 
 BLOCK_CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512)
-
-# Kernel size of each convolution, block by block (paper Table 1). Configuration C
-# ends blocks 3-5 with a 1x1 convolution; D uses 3x3 there.
-VGG_CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
-    "A": ((3,), (3,), (3, 3), (3, 3), (3, 3)),
-    "B": ((3, 3), (3, 3), (3, 3), (3, 3), (3, 3)),
-    "C": ((3, 3), (3, 3), (3, 3, 1), (3, 3, 1), (3, 3, 1)),
-    "D": ((3, 3), (3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
-    "E": ((3, 3), (3, 3), (3, 3, 3, 3), (3, 3, 3, 3), (3, 3, 3, 3)),
-}
-# The configuration a bare depth means (16 is ambiguous: C or D; D is the usual VGG-16).
-DEFAULT_CONFIG: dict[int, str] = {11: "A", 13: "B", 16: "D", 19: "E"}
-
-
-def paper_depth(config: str) -> int:
-    """Weight layers of a configuration as the paper counts them: convolutions plus three FC layers."""
-    return sum(len(block) for block in VGG_CONFIGS[config]) + 3
 
 
 class VGG(nn.Module):
@@ -116,43 +93,6 @@ class VGG(nn.Module):
             ("avgpool", self.avgpool),
             ("classifier", self.classifier),
         ]
-
-
-@dataclass(frozen=True)
-class VGGConfig:
-    """The ``vgg`` section of params.yaml.
-
-    ``depth`` counts weight layers as the paper does (11, 13, 16, 19);
-    ``config`` picks the paper's column (A-E) and defaults to the one for that
-    depth (D for 16; C is VGG-16 with 1x1 convolutions). ``head`` defaults to
-    ``"compact"`` (global average pool + one Linear) because the classic
-    4096-4096 head costs ~120 M parameters on a 32 px input. ``width`` scales
-    every convolution's channels (and the classic head's hidden units).
-    """
-
-    depth: int = 16
-    config: ConfigName | None = None
-    batch_norm: bool = True
-    width: float = 1.0
-    dropout: float = 0.0
-    head: Head = "compact"
-
-    def __post_init__(self) -> None:
-        require(
-            self.depth in DEFAULT_CONFIG,
-            "depth",
-            f"{self.depth} is not a VGG depth; choose one of {', '.join(map(str, DEFAULT_CONFIG))}",
-        )
-        if self.config is None:
-            object.__setattr__(self, "config", DEFAULT_CONFIG[self.depth])
-        matching = [name for name in VGG_CONFIGS if paper_depth(name) == self.depth]
-        require(
-            self.config in matching,
-            "config",
-            f"{self.config} has {paper_depth(self.config)} layers, not depth {self.depth}; "
-            f"for depth {self.depth} use {' or '.join(matching)} (or leave config out)",
-        )
-        check_width_dropout(self.width, self.dropout)
 
 
 def build_vgg(config: VGGConfig, num_classes: int) -> VGG:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 
-from convbench.config import to_dict
 from convbench.evaluation.evaluate import evaluate_family, log_evaluation, print_summary
 from convbench.evaluation.results import read_json
-from convbench.params import FAMILIES, load_params
+from convbench.families import FAMILIES
+from convbench.params import load_params
 from convbench.paths import Layout
 from convbench.stages import run_stage
 
@@ -24,17 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        from convbench.models import model_config
-        from convbench.tracking import flatten_params
-
         params = load_params()
         layout = Layout()
         metrics = evaluate_family(args.family, params, layout)
         run_id = read_json(layout.train_summary(args.family), f"train@{args.family}").get("mlflow_run_id")
-        config = to_dict(model_config(args.family, **params.models.get(args.family, {})))
-        run_params = {"family": args.family} | flatten_params(
-            {"train": to_dict(params.train), "data": to_dict(params.data), "model": config})
-        log_evaluation(args.family, metrics, run_id, layout.eval_dir(args.family), run_params)
+        log_evaluation(args.family, metrics, run_id, layout.eval_dir(args.family), params.run_params(args.family))
         print_summary(args.family, metrics, layout.metrics(args.family))
 
     return run_stage("evaluate", body)

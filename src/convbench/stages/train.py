@@ -14,7 +14,8 @@ import argparse
 import os
 
 from convbench.errors import ConvbenchError
-from convbench.params import FAMILIES, load_params
+from convbench.families import FAMILIES
+from convbench.params import load_params
 from convbench.stages import run_stage
 
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-from convbench import tracking
 from convbench.config import ConfigError, to_dict
 from convbench.data.format import Cache, load_cache, load_split, write_json
 from convbench.errors import ConvbenchError
-from convbench.params import FAMILIES, Params
+from convbench.families import FAMILIES
+from convbench.params import Params
 from convbench.paths import Layout
 from convbench.runlog import RunLogger
 from convbench.training import distributed
@@ -80,10 +80,9 @@ def _summary(result: FitResult, params: int, macs: int, runtime: Runtime, run_id
     }
 
 
-def _log_setup(run_log: RunLogger, settings: dict[str, Any], params: int, macs: int) -> None:
-    """A new run's params (``family``, ``train.*``, ``data.*``, ``runtime.*``, ``model.*``) and model size."""
-    sections = {k: settings[k] for k in ("train", "data", "runtime")} | {"model": settings["model"]}
-    run_log.log_params({"family": settings["family"]} | tracking.flatten_params(sections))
+def _log_setup(run_log: RunLogger, run_params: dict[str, str], params: int, macs: int) -> None:
+    """A new run's params (``family``, ``data.*``, ``train.*``, ``model.*``, ``runtime.*``) and model size."""
+    run_log.log_params(run_params)
     run_log.log_metrics({"model_params": params, "model_macs": macs})
 
 
@@ -127,12 +126,12 @@ def train_family(
 def _train(
     family: str, params: Params, layout: Layout, runtime: Runtime, dist: distributed.Dist
 ) -> dict[str, Any] | None:
-    from convbench.models import create_model, model_config, summarize
+    from convbench.models import create_model, summarize
 
-    config = to_dict(model_config(family, **params.models.get(family, {})))
+    config = to_dict(params.models[family])
     cache, split = _load_data(params, layout)
     torch.manual_seed(params.train.seed)
-    model = create_model(family, cache.num_classes, **config)
+    model = create_model(params.models[family], cache.num_classes)
     if dist.enabled:  # each rank its own dropout masks; the weights are rank 0's (DDP broadcasts them)
         torch.manual_seed(params.train.seed + 1 + dist.rank)
     size = summarize(model, cache.image_size)
@@ -163,7 +162,8 @@ def _train(
     run_id = run_log.run_id
     try:
         if state is None or state["mlflow_run_id"] != run_id:
-            _log_setup(run_log, settings, size.params, size.macs)
+            runtime_params = {f"runtime.{k}": str(v) for k, v in settings["runtime"].items()}
+            _log_setup(run_log, params.run_params(family) | runtime_params, size.params, size.macs)
 
         def on_epoch(row: dict[str, float]) -> None:
             run_log.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
