@@ -8,6 +8,7 @@ pixel can be checked against its source.
     make_image_zip(tmp_path / "d.zip", {"cnn": {"cat": 3, "dog": 3}}, size=16)   # the same zip, nested
     make_image_zip(path, {"train/a": 4, "test/a": 2, ...}, mode="RGBA", fmt="PNG", ext=".PNG")
     make_image_zip(path, {...}, extra={"__MACOSX/._x.jpg": b"junk"}, symlinks={"a/link.jpg": "/etc/passwd"})
+    append_entry(path, "cnn/cat/huge.png", bytes(1 << 20), repeat=64)     # a 64 MiB zip bomb, streamed
 """
 
 from __future__ import annotations
@@ -134,4 +135,17 @@ def make_image_zip(
             zf.writestr(name, payload)
         for name, target in (symlinks or {}).items():
             zf.writestr(symlink_info(name), target)
+    return path
+
+
+def append_entry(
+    path: Path, name: str, chunk: bytes, *, repeat: int = 1, compression: int = zipfile.ZIP_DEFLATED
+) -> Path:
+    """Append entry ``name`` holding ``chunk`` ``repeat`` times to the zip at ``path`` and return ``path``.
+
+    The entry is streamed chunk by chunk, so a big one (a zip bomb) never sits in memory.
+    """
+    with zipfile.ZipFile(path, "a", compression=compression) as zf, zf.open(name, "w") as dst:
+        for _ in range(repeat):
+            dst.write(chunk)
     return path

@@ -79,3 +79,23 @@ def test_stage_errors_are_one_line(tmp_path, monkeypatch, capsys):
         err = capsys.readouterr().err
         assert err.startswith(f"convbench {name}: error: ") and words in err and err.count("\n") == 1
     assert not (tmp_path / "project" / "data").exists() and not (tmp_path / "evil.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("limits", "refused_by"),
+    [({}, "data.max_ratio"), ({"max_ratio": 5000, "max_file_bytes": 1 << 20}, "data.max_file_bytes"),
+     ({"max_ratio": 5000}, None)],
+    ids=["ratio", "file-bytes", "raised"],
+)
+def test_unzip_stage_applies_the_per_image_limits(tmp_path, monkeypatch, capsys, limits, refused_by):
+    flat = bytes(2 << 20)  # deflates about 1000:1
+    archive = make_image_zip(tmp_path / "in" / "d.zip", {"cat": 2, "dog": 2}, size=8, extra={"cat/flat.png": flat})
+    root = project(tmp_path, monkeypatch, archive=str(archive), image_size=8, **limits)
+    if refused_by:
+        assert unzip_stage.main([]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "'cat/flat.png' declares" in err and f"over {refused_by} = " in err
+        assert not (root / "data").exists()
+    else:
+        assert unzip_stage.main([]) == 0
+        assert (root / "data/images/all/cat/flat.png").read_bytes() == flat

@@ -8,19 +8,35 @@ import struct
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
-from imagezips import image_bytes, make_image, make_image_zip
+from imagezips import append_entry, image_bytes, make_image, make_image_zip
+from PIL import Image
 
-from convbench.data.unzip import LimitExceeded, copy_limited, unzip_archive
+from convbench.config import ConfigError
+from convbench.data.unzip import (
+    RATIO_MIN_BYTES,
+    LimitExceeded,
+    Limits,
+    copy_limited,
+    extract,
+    plan_archive,
+    unzip_archive,
+)
 from convbench.errors import ConvbenchError
+from convbench.params import parse_params
 
 BIG = 1 << 30
+MIB = 1 << 20
 
 
-def run_unzip(zip_path: Path, base: Path, *, max_files: int = 10_000, max_bytes: int = BIG):
-    """Unzip into ``base/data/images``; return the plan, the images folder and the manifest dict."""
+def run_unzip(zip_path: Path, base: Path, *, max_files: int = 10_000, max_bytes: int = BIG, **per_entry: float):
+    """Unzip into ``base/data/images``; return the plan, the images folder and the manifest dict.
+
+    ``per_entry`` sets ``max_ratio`` / ``max_file_bytes`` (params.yaml's defaults otherwise).
+    """
     images, manifest = base / "data" / "images", base / "data" / "unzip.json"
-    plan = unzip_archive(zip_path, images, manifest, max_files=max_files, max_bytes=max_bytes)
+    plan = unzip_archive(zip_path, images, manifest, max_files=max_files, max_bytes=max_bytes, **per_entry)
     return plan, images, json.loads(manifest.read_text())
 
 
@@ -189,6 +205,117 @@ def test_an_entry_larger_than_its_header_says_is_refused(tmp_path):
     with pytest.raises(ConvbenchError, match="cat/bomb.png"):
         run_unzip(zip_path, tmp_path, max_bytes=10_000)
     assert all_files(tmp_path / "data") == set()  # the temporary tree is gone too
+
+
+def test_a_highly_compressed_image_is_refused_before_extracting(tmp_path):
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cnn_dataset/cats": 2, "cnn_dataset/dogs": 2}, size=8)
+    append_entry(zip_path, "cnn_dataset/cats/huge.png", bytes(MIB), repeat=64)
+    with zipfile.ZipFile(zip_path) as zf:
+        info = zf.getinfo("cnn_dataset/cats/huge.png")
+    ratio = info.file_size / info.compress_size
+    # Under data.max_bytes and data.max_file_bytes: only the ratio rule can catch it.
+    assert info.file_size == 64 * MIB and ratio > 100
+    with pytest.raises(ConvbenchError, match=(
+        rf"d\.zip: entry 'cnn_dataset/cats/huge\.png' declares {64 * MIB:,} bytes from {info.compress_size:,} "
+        rf"compressed, a ratio of {ratio:,.0f}:1, over data\.max_ratio = 100 .*raise data\.max_ratio in params\.yaml"
+    )) as refused:
+        run_unzip(zip_path, tmp_path)
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("payload", "refused"),
+    [
+        (image_bytes(Image.new("RGB", (512, 512), (40, 90, 200)), "BMP"), False),
+        (bytes(RATIO_MIN_BYTES), False),
+        (bytes(RATIO_MIN_BYTES + 1), True),
+    ],
+    ids=["flat-bmp", "at-the-floor", "past-the-floor"],
+)
+def test_the_ratio_rule_skips_small_images(tmp_path, payload, refused):
+    """A small flat-colour image deflates far past 100:1 and is genuine; past RATIO_MIN_BYTES the rule applies."""
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cat": 1, "dog": 1}, size=8, extra={"cat/flat.png": payload})
+    with zipfile.ZipFile(zip_path) as zf:
+        info = zf.getinfo("cat/flat.png")
+    assert info.file_size / info.compress_size > 100
+    if refused:
+        with pytest.raises(ConvbenchError, match=r"'cat/flat\.png' declares .*over data\.max_ratio"):
+            run_unzip(zip_path, tmp_path)
+        assert not (tmp_path / "data").exists()
+    else:
+        _, images, _ = run_unzip(zip_path, tmp_path)
+        assert (images / "all/cat/flat.png").read_bytes() == payload
+
+
+def test_an_image_over_max_file_bytes_is_refused(tmp_path):
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cnn/cat": 2, "cnn/dog": 2}, size=8)
+    noise = np.random.default_rng(0).bytes(2 * MIB)  # incompressible: the ratio rule cannot catch it
+    append_entry(zip_path, "cnn/cat/big.png", noise, compression=zipfile.ZIP_STORED)
+    with pytest.raises(ConvbenchError, match=(
+        rf"d\.zip: entry 'cnn/cat/big\.png' declares {2 * MIB:,} bytes, over data\.max_file_bytes = {MIB:,} "
+        r".*raise data\.max_file_bytes in params\.yaml"
+    )):
+        run_unzip(zip_path, tmp_path, max_file_bytes=MIB)
+    assert not (tmp_path / "data").exists()
+    _, images, _ = run_unzip(zip_path, tmp_path, max_file_bytes=2 * MIB)
+    assert (images / "all/cat/big.png").read_bytes() == noise
+
+
+def test_an_entry_from_zero_compressed_bytes_has_an_infinite_ratio():
+    info = zipfile.ZipInfo("cat/x.png")
+    info.file_size, info.compress_size = 2 * MIB, 0
+    limits = Limits(max_files=10, max_bytes=BIG, max_ratio=1e9, max_file_bytes=BIG)
+    refused = limits.refusal("d.zip", info, info.file_size, "declares")
+    assert refused is not None and "a ratio of inf:1, over data.max_ratio = 1,000,000,000" in str(refused)
+    assert limits.entry_cap(info) == RATIO_MIN_BYTES
+
+
+class Unbounded:
+    """A zip reader that hands out an entry's real bytes, past whatever its header declared.
+
+    CPython's zipfile stops at the declared size and then fails the CRC check, so
+    this stands in for a reader without that check, to exercise the streaming cap.
+    """
+
+    def __init__(self, zf: zipfile.ZipFile, real: dict[str, bytes]) -> None:
+        self.zf, self.real = zf, real
+
+    def open(self, info: zipfile.ZipInfo):
+        return io.BytesIO(self.real[info.filename]) if info.filename in self.real else self.zf.open(info)
+
+
+@pytest.mark.parametrize(
+    ("payload", "compression", "max_file_bytes", "key"),
+    [
+        (bytes(3 * MIB), zipfile.ZIP_DEFLATED, BIG, "max_ratio"),
+        (np.random.default_rng(1).bytes(2 * MIB), zipfile.ZIP_STORED, MIB, "max_file_bytes"),
+    ],
+    ids=["ratio", "file-bytes"],
+)
+def test_streaming_cap_refuses_an_image_bigger_than_its_header(tmp_path, payload, compression, max_file_bytes, key):
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cat": 1, "dog": 1}, size=8)
+    append_entry(zip_path, "cat/liar.png", payload, compression=compression)
+    _lie_about_size(zip_path, "cat/liar.png", 100)
+    limits = Limits(max_files=100, max_bytes=BIG, max_ratio=100, max_file_bytes=max_file_bytes)
+    with zipfile.ZipFile(zip_path) as zf:
+        plan = plan_archive(zf, archive="d.zip", limits=limits)  # the header passes the declared checks
+        assert "cat/liar.png" in {e.info.filename for e in plan.entries}
+        with pytest.raises(ConvbenchError, match=rf"'cat/liar\.png' expanded to [\d,]+ bytes.* over data\.{key} = "):
+            extract(Unbounded(zf, {"cat/liar.png": payload}), plan, tmp_path / "data" / "images", limits=limits)
+    assert all_files(tmp_path / "data") == set()
+    with pytest.raises(ConvbenchError, match="cat/liar.png"):  # the real reader: truncated, then a bad CRC
+        run_unzip(zip_path, tmp_path, max_file_bytes=max_file_bytes)
+    assert all_files(tmp_path / "data") == set()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("max_ratio", 0), ("max_ratio", 0.5), ("max_file_bytes", 0), ("max_file_bytes", -1)]
+)
+def test_bad_per_image_limits_are_one_line_config_errors(key, value):
+    with pytest.raises(ConfigError, match=rf"^data\.{key}: must") as refused:
+        parse_params({"data": {key: value}})
+    assert "\n" not in str(refused.value)
 
 
 def test_streaming_counter_stops_at_the_limit():

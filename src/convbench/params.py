@@ -31,6 +31,8 @@ class DataParams:
     stratify: bool = True
     max_files: int = 500_000
     max_bytes: int = 8 * 2**30
+    max_ratio: float = 100.0
+    max_file_bytes: int = 268_435_456
 
     def __post_init__(self) -> None:
         require(bool(self.archive), "archive", "must name a .zip file")
@@ -45,6 +47,8 @@ class DataParams:
         require(self.max_per_class >= 0, "max_per_class", "must be 0 (all) or a positive count")
         require(self.max_files > 0, "max_files", "must be positive")
         require(self.max_bytes > 0, "max_bytes", "must be positive")
+        require(self.max_ratio >= 1, "max_ratio", f"must be at least 1 (uncompressed/compressed), got {self.max_ratio}")
+        require(self.max_file_bytes > 0, "max_file_bytes", "must be positive")
 
 
 @dataclass(frozen=True)

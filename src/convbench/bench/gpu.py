@@ -40,7 +40,10 @@ def prepare(params: Params, archive: Path, work: Path) -> tuple[Cache, dict[str,
     data = params.data
     images, manifest = work / "images", work / "unzip.json"
     start = time.perf_counter()
-    unzip_archive(archive, images, manifest, max_files=data.max_files, max_bytes=data.max_bytes)
+    unzip_archive(
+        archive, images, manifest, max_files=data.max_files, max_bytes=data.max_bytes,
+        max_ratio=data.max_ratio, max_file_bytes=data.max_file_bytes,
+    )
     cache = build_cache(images, manifest, data.image_size)
     split = make_split(
         cache.labels.numpy(), cache.origin.numpy(), val_fraction=data.val_fraction, test_fraction=data.test_fraction,

@@ -3,8 +3,12 @@
 A zip comes from anywhere, so every entry is validated before one byte is written:
 paths that would leave the target folder (``..``, absolute paths, drive letters),
 symlink entries, and archives declaring more files or bytes than ``data.max_files``
-/ ``data.max_bytes`` are refused. While extracting, bytes actually read are counted
-against the same limit, because an entry's declared size is only a claim.
+/ ``data.max_bytes`` are refused. An archive can stay under those totals and still
+hold one bomb (3 GiB of zeros deflate to 3 MB), so each image is also refused when it
+declares more than ``data.max_file_bytes`` or a compression ratio over ``data.max_ratio``
+(images are already compressed: real ones deflate about 1:1). While extracting, bytes
+actually read are counted against the same limits, because an entry's declared size
+is only a claim.
 
 Layouts understood (the class root is found by descending through single wrapper folders):
 
@@ -20,6 +24,7 @@ so a refused or failed extraction leaves no half-written ``data/images``.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import stat
@@ -35,6 +40,7 @@ from tqdm import tqdm
 
 from convbench.data.format import ORIGINS, write_json
 from convbench.errors import ConvbenchError
+from convbench.params import DataParams
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -48,6 +54,10 @@ SPLIT_FOLDERS: dict[str, str] = {"train": "train", "val": "val", "valid": "val",
 CHUNK = 1 << 20
 DIR_MODE = 0o755
 """Mode of the extracted tree's root (mkdtemp would leave it private to the owner)."""
+
+RATIO_MIN_BYTES = 1 << 20
+"""Entries up to this size skip the ratio rule: a few-KB PNG of one flat colour can
+legitimately deflate 100:1 or more, and so small an entry cannot be a bomb anyway."""
 
 IGNORED_JUNK = "OS junk"
 IGNORED_NOT_IMAGE = "not an image file"
@@ -132,6 +142,36 @@ class UnzipPlan:
         }
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The zip-bomb guards: ``data.max_files``, ``max_bytes``, ``max_ratio``, ``max_file_bytes``."""
+
+    max_files: int
+    max_bytes: int
+    max_ratio: float
+    max_file_bytes: int
+
+    def entry_cap(self, info: zipfile.ZipInfo) -> int:
+        """Most bytes ``info`` may expand to: both per-entry rules folded into one streaming limit."""
+        return min(self.max_file_bytes, max(RATIO_MIN_BYTES, int(self.max_ratio * info.compress_size)))
+
+    def refusal(self, archive: str, info: zipfile.ZipInfo, size: int, how: str) -> ConvbenchError | None:
+        """The error for ``info`` expanding to ``size`` bytes (``how``: "declares"...), or ``None`` within limits."""
+        ratio = size / info.compress_size if info.compress_size else math.inf
+        if size > RATIO_MIN_BYTES and ratio > self.max_ratio:
+            what = f"{size:,} bytes from {info.compress_size:,} compressed, a ratio of {ratio:,.0f}:1"
+            key, limit, why = "max_ratio", f"{self.max_ratio:,.10g}", "images are already compressed"
+        elif size > self.max_file_bytes:
+            what = f"{size:,} bytes"
+            key, limit, why = "max_file_bytes", f"{self.max_file_bytes:,}", "no image is that big"
+        else:
+            return None
+        return ConvbenchError(
+            f"{archive}: entry {info.filename!r} {how} {what}, over data.{key} = {limit} (a zip bomb: {why}; "
+            f"if the data is genuine, raise data.{key} in params.yaml)"
+        )
+
+
 def _too_many(kind: str, found: int, key: str, limit: int, archive: str) -> ConvbenchError:
     return ConvbenchError(
         f"{archive}: {kind} {found:,} is over data.{key} = {limit:,} (a zip bomb, or a bigger dataset: "
@@ -139,7 +179,7 @@ def _too_many(kind: str, found: int, key: str, limit: int, archive: str) -> Conv
     )
 
 
-def _check_safe_and_small(infos: list[zipfile.ZipInfo], archive: str, max_files: int, max_bytes: int) -> None:
+def _check_safe_and_small(infos: list[zipfile.ZipInfo], archive: str, limits: Limits) -> None:
     """Raise on any unsafe entry, or a declared file count or total size over the limits."""
     unsafe = [(i.filename, r) for i in infos if (r := unsafe_reason(i))]
     if unsafe:
@@ -149,11 +189,21 @@ def _check_safe_and_small(infos: list[zipfile.ZipInfo], archive: str, max_files:
             f"{archive}: refusing unsafe entries {shown}{more}; re-create the archive with plain relative paths"
         )
     files = [i for i in infos if not i.is_dir()]
-    if len(files) > max_files:
-        raise _too_many("file count", len(files), "max_files", max_files, archive)
+    if len(files) > limits.max_files:
+        raise _too_many("file count", len(files), "max_files", limits.max_files, archive)
     declared = sum(i.file_size for i in files)
-    if declared > max_bytes:
-        raise _too_many("declared uncompressed size (bytes)", declared, "max_bytes", max_bytes, archive)
+    if declared > limits.max_bytes:
+        raise _too_many("declared uncompressed size (bytes)", declared, "max_bytes", limits.max_bytes, archive)
+
+
+def _check_entry_sizes(entries: list[Entry], archive: str, limits: Limits) -> None:
+    """Raise on the first image declaring more than ``max_file_bytes`` or a ratio over ``max_ratio``.
+
+    Only images are judged: ignored entries are never read, so they cannot bomb.
+    """
+    for e in entries:
+        if error := limits.refusal(archive, e.info, e.info.file_size, "declares"):
+            raise error
 
 
 Folder = tuple[str, ...]
@@ -213,10 +263,10 @@ def _class_folders(children: dict[Folder, list[str]], archive: str) -> tuple[Fol
     return root, True, [(str(origin_of[s]), root + (s, c)) for s in kids for c in children[root + (s,)]]
 
 
-def plan_archive(zf: zipfile.ZipFile, *, archive: str, max_files: int, max_bytes: int) -> UnzipPlan:
+def plan_archive(zf: zipfile.ZipFile, *, archive: str, limits: Limits) -> UnzipPlan:
     """Validate every entry of ``zf`` and decide where each image goes; raises before anything is written."""
     infos = zf.infolist()
-    _check_safe_and_small(infos, archive, max_files, max_bytes)
+    _check_safe_and_small(infos, archive, limits)
     children, images, ignored = _scan(infos)
     root, presplit, class_folders = _class_folders(children, archive)
 
@@ -234,6 +284,7 @@ def plan_archive(zf: zipfile.ZipFile, *, archive: str, max_files: int, max_bytes
             raise ConvbenchError(f"{archive}: {info.filename!r} appears twice; re-create the archive")
         seen.add(entry.target)
         entries.append(entry)
+    _check_entry_sizes(entries, archive, limits)
 
     prefix = "/".join(root) + "/" if root else ""
     used = Counter((e.origin, e.cls) for e in entries)
@@ -267,7 +318,11 @@ def plan_archive(zf: zipfile.ZipFile, *, archive: str, max_files: int, max_bytes
 
 
 class LimitExceeded(ConvbenchError):
-    """More bytes came out of an entry than the extraction budget allows."""
+    """More bytes came out of an entry than the extraction budget allows; ``read`` says how many."""
+
+    def __init__(self, read: int, limit: int) -> None:
+        super().__init__(f"read {read:,} bytes, more than the {limit:,} allowed")
+        self.read = read
 
 
 def copy_limited(src: BinaryIO, dst: BinaryIO, limit: int) -> int:
@@ -276,15 +331,34 @@ def copy_limited(src: BinaryIO, dst: BinaryIO, limit: int) -> int:
     while chunk := src.read(CHUNK):
         total += len(chunk)
         if total > limit:
-            raise LimitExceeded(f"read more than the {limit:,} bytes allowed")
+            raise LimitExceeded(total, limit)
         dst.write(chunk)
     return total
 
 
-def extract(zf: zipfile.ZipFile, plan: UnzipPlan, target: Path, *, max_bytes: int) -> int:
+def _extract_entry(zf: zipfile.ZipFile, e: Entry, dst: Path, archive: str, limits: Limits, budget: int) -> int:
+    """Stream one image to ``dst`` under ``budget`` and its own cap; return the bytes written.
+
+    The cap applies to bytes actually read, since a header can lie about the size.
+    """
+    try:
+        with zf.open(e.info) as src, open(dst, "wb") as out:
+            return copy_limited(src, out, min(budget, limits.entry_cap(e.info)))
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise ConvbenchError(
+            f"{archive}: cannot read entry {e.info.filename!r} ({exc}); re-create the archive"
+        ) from None
+    except LimitExceeded as exc:
+        raise limits.refusal(archive, e.info, exc.read, "expanded to") or ConvbenchError(
+            f"{archive}: extracting {e.info.filename!r} went past data.max_bytes = {limits.max_bytes:,} "
+            "(a corrupt archive or a zip bomb; raise data.max_bytes if the data is genuine)"
+        ) from None
+
+
+def extract(zf: zipfile.ZipFile, plan: UnzipPlan, target: Path, *, limits: Limits) -> int:
     """Write ``plan``'s images into ``target`` (replacing it) and return the bytes written.
 
-    The real byte count is enforced against ``max_bytes`` while streaming, whatever
+    The real byte counts are enforced against ``limits`` while streaming, whatever
     the headers declared.
     """
     target = Path(target)
@@ -296,18 +370,7 @@ def extract(zf: zipfile.ZipFile, plan: UnzipPlan, target: Path, *, max_bytes: in
             (tmp / folder).mkdir(parents=True, exist_ok=True)
         written = 0
         for e in tqdm(plan.entries, desc="unzip", unit="file", disable=None, mininterval=0.5):
-            try:
-                with zf.open(e.info) as src, open(tmp / e.target, "wb") as dst:
-                    written += copy_limited(src, dst, max_bytes - written)
-            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
-                raise ConvbenchError(
-                    f"{plan.archive}: cannot read entry {e.info.filename!r} ({exc}); re-create the archive"
-                ) from None
-            except LimitExceeded:
-                raise ConvbenchError(
-                    f"{plan.archive}: extracting {e.info.filename!r} went past data.max_bytes = {max_bytes:,} "
-                    "(a corrupt archive or a zip bomb; raise data.max_bytes if the data is genuine)"
-                ) from None
+            written += _extract_entry(zf, e, tmp / e.target, plan.archive, limits, limits.max_bytes - written)
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
@@ -328,15 +391,26 @@ def open_zip(archive: Path) -> zipfile.ZipFile:
         raise ConvbenchError(f"{archive}: not a readable zip file ({exc}); re-create it as a .zip") from None
 
 
-def unzip_archive(archive: Path, images: Path, manifest: Path, *, max_files: int, max_bytes: int) -> UnzipPlan:
+def unzip_archive(
+    archive: Path,
+    images: Path,
+    manifest: Path,
+    *,
+    max_files: int,
+    max_bytes: int,
+    max_ratio: float = DataParams.max_ratio,
+    max_file_bytes: int = DataParams.max_file_bytes,
+) -> UnzipPlan:
     """Extract ``archive`` into ``images`` as ``<origin>/<class>/<file>`` and write ``manifest`` (unzip.json).
 
     Raises :class:`ConvbenchError` for unsafe entries, limits exceeded, fewer than
-    two classes or an empty class, before writing anything.
+    two classes or an empty class, before writing anything. The per-entry limits
+    default to the :class:`DataParams` defaults, so callers that only check totals stay short.
     """
+    limits = Limits(max_files=max_files, max_bytes=max_bytes, max_ratio=max_ratio, max_file_bytes=max_file_bytes)
     with open_zip(archive) as zf:
-        plan = plan_archive(zf, archive=str(archive), max_files=max_files, max_bytes=max_bytes)
-        written = extract(zf, plan, images, max_bytes=max_bytes)
+        plan = plan_archive(zf, archive=str(archive), limits=limits)
+        written = extract(zf, plan, images, limits=limits)
     write_json(manifest, plan.manifest(written))
     return plan
 

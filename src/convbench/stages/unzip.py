@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         layout = Layout()
         archive = ensure_archive(data)
         plan = unzip_archive(
-            archive, layout.images, layout.unzip_manifest, max_files=data.max_files, max_bytes=data.max_bytes
+            archive, layout.images, layout.unzip_manifest, max_files=data.max_files, max_bytes=data.max_bytes,
+            max_ratio=data.max_ratio, max_file_bytes=data.max_file_bytes,
         )
         counts = plan.counts()
         per_origin = ", ".join(f"{o} {sum(counts[o].values()):,}" for o in plan.origins)
