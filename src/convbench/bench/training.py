@@ -29,14 +29,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from convbench.bench.machine import timed
 from convbench.bench.notebook import NotebookLoop
 from convbench.data.format import Cache
 from convbench.evaluation.evaluate import EvalSettings, measure_speed
 from convbench.models import create_model, summarize
 from convbench.params import TrainParams
 from convbench.training.augment import Normalizer
-from convbench.training.device import Runtime
+from convbench.training.device import Runtime, timed
 from convbench.training.loop import Trainer
 from convbench.training.optim import build_optimizer
 

@@ -2,7 +2,7 @@
 
 Class distribution per origin, skipped and ignored files, a grid of sample images and
 the per-class mean image (a quick check that classes differ and nothing is misfiled).
-Figures use matplotlib's object API (no pyplot, no display), linked relatively.
+Figures are drawn by :func:`convbench.figures.image_grid` and linked relatively.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from convbench.data.format import ORIGINS, Cache
 from convbench.data.unzip import format_listing
+from convbench.figures import image_grid
 
 SAMPLES_PER_CLASS = 8
 MAX_CLASSES_SHOWN = 20
@@ -35,34 +35,6 @@ def class_means(cache: Cache) -> np.ndarray:
             acc += images[idx[start : start + MEAN_CHUNK]].sum(axis=0, dtype=np.float64)
         out[c] = (acc / max(len(idx), 1) / 255.0).transpose(1, 2, 0)
     return out
-
-
-def _save_grid(
-    tiles: list[list[np.ndarray]],
-    path: Path,
-    *,
-    row_labels: list[str] | None = None,
-    titles: list[list[str]] | None = None,
-) -> None:
-    """Draw ``tiles[row][col]`` (H, W, 3 images) without axes, with optional row labels or per-tile titles."""
-    rows, cols = len(tiles), max(len(r) for r in tiles)
-    fig = Figure(figsize=(1.1 * cols + (1.4 if row_labels else 0.2), (1.1 + (0.25 if titles else 0)) * rows + 0.2))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for r in range(rows):
-        for c in range(cols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_frame_on(False)
-            if c < len(tiles[r]):
-                ax.imshow(tiles[r][c], interpolation="nearest")
-                if titles:
-                    ax.set_title(titles[r][c], fontsize=8)
-        if row_labels:
-            axes[r, 0].set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, metadata={"Software": None})
 
 
 def _bullets(items: list[str]) -> list[str]:
@@ -97,14 +69,13 @@ def write_dataset_report(cache: Cache, md_path: Path, fig_dir: Path) -> None:
         idx = np.flatnonzero(labels == c)
         pick = idx[np.unique(np.linspace(0, len(idx) - 1, min(SAMPLES_PER_CLASS, len(idx))).round().astype(int))]
         samples.append([images[i].transpose(1, 2, 0) for i in pick])
-    names = [cache.classes[c] for c in shown]
-    _save_grid(samples, fig_dir / "samples.png", row_labels=names)
-    means = class_means(cache)
+    image_grid(samples, fig_dir / "samples.png", row_labels=[cache.classes[c] for c in shown])
+    means = np.rint(class_means(cache) * 255).astype(np.uint8)
     rows = [shown[i : i + MEANS_PER_ROW] for i in range(0, len(shown), MEANS_PER_ROW)]
-    _save_grid(
+    image_grid(
         [[means[c] for c in row] for row in rows],
         fig_dir / "class_means.png",
-        titles=[[cache.classes[c] for c in row] for row in rows],
+        captions=[[cache.classes[c] for c in row] for row in rows],
     )
 
     rel = Path(os.path.relpath(fig_dir, md_path.parent)).as_posix()

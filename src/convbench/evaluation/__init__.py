@@ -2,7 +2,7 @@
 
 - :mod:`.evaluate`: the ``evaluate`` stage (metrics, per-image predictions, speed).
 - :mod:`.stats`: percentile bootstrap and McNemar's exact test.
-- :mod:`.report`, :mod:`.discussion`, :mod:`.figures`, :mod:`.markdown`: reports/comparison.md.
+- :mod:`.report`, :mod:`.discussion`, :mod:`.markdown`: reports/comparison.md (figures: :mod:`convbench.figures`).
 - :mod:`.results`, :mod:`.provenance`, :mod:`.sweep`: what the report reads (files, dvc.lock/git, MLflow).
 - :mod:`.predict`: ``convbench predict``.
 """

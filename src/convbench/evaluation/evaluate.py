@@ -11,7 +11,6 @@ from __future__ import annotations
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,10 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torch import nn
 from tqdm import tqdm
 
+from convbench import figures
 from convbench.config import to_dict
 from convbench.data.format import Cache, atomic_write_bytes, load_cache, load_split, write_json
 from convbench.errors import ConvbenchError
-from convbench.evaluation import figures
 from convbench.evaluation.results import read_json
 from convbench.evaluation.stats import bootstrap_ci
 from convbench.models import model_config
@@ -36,7 +35,7 @@ from convbench.params import Params
 from convbench.paths import Layout
 from convbench.training import load_trained
 from convbench.training.augment import Normalizer
-from convbench.training.device import Runtime, resolve_runtime
+from convbench.training.device import Runtime, resolve_runtime, timed
 
 
 @dataclass(frozen=True)
@@ -95,17 +94,6 @@ def score_split(model: nn.Module, cache: Cache, indices: torch.Tensor, batch_siz
     )
 
 
-def _timed(step: Callable[[], None], device: torch.device) -> float:
-    """Seconds for one call of ``step``, waiting for asynchronous GPU work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def measure_speed(model: nn.Module, runtime: Runtime, normalize: Normalizer, batch: torch.Tensor,
                   settings: EvalSettings) -> dict[str, Any]:
     """Throughput on a large uint8 batch and median batch-1 latency, normalisation included.
@@ -124,11 +112,11 @@ def measure_speed(model: nn.Module, runtime: Runtime, normalize: Normalizer, bat
 
     for _ in range(settings.warmup):
         forward(batch)()
-    elapsed = sum(_timed(forward(batch), runtime.device) for _ in range(settings.throughput_batches))
+    elapsed = sum(timed(forward(batch), runtime.device) for _ in range(settings.throughput_batches))
     single = batch[:1]
     for _ in range(settings.warmup):
         forward(single)()
-    latencies = [_timed(forward(single), runtime.device) for _ in range(settings.latency_runs)]
+    latencies = [timed(forward(single), runtime.device) for _ in range(settings.latency_runs)]
     return {
         "images_per_second": settings.throughput_batches * len(batch) / elapsed,
         "latency_ms": 1000.0 * statistics.median(latencies),

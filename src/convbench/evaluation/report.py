@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from convbench import figures
 from convbench.config import to_dict
 from convbench.data.format import Cache, atomic_write_bytes, load_cache
-from convbench.evaluation import discussion, figures, provenance
+from convbench.evaluation import discussion, provenance
 from convbench.evaluation import markdown as md
 from convbench.evaluation.results import FamilyResult, load_results
 from convbench.evaluation.sweep import Sweep, store_problem
@@ -29,6 +30,8 @@ from convbench.paths import Layout
 
 GALLERY_SIZE = 16
 """Misclassified images shown per model: the most confident mistakes."""
+GALLERY_COLUMNS = 8
+"""Images per row of the gallery."""
 SWEEP_COMMAND = "dvc exp run --queue -S resnext.cardinality=1,2,4,8,32 && dvc queue start"
 
 
@@ -133,12 +136,13 @@ def gallery_section(results: Sequence[FamilyResult], cache: Cache | None, figdir
             lines += [f"**{r.name}** classified all {len(r.predictions):,} test images correctly.", ""]
             continue
         shown = wrong.sort_values(["prob", "index"], ascending=[False, True]).head(GALLERY_SIZE)
-        images = cache.images[torch.tensor(shown["index"].tolist(), dtype=torch.long)].numpy()
+        images = cache.images[torch.tensor(shown["index"].tolist(), dtype=torch.long)].numpy().transpose(0, 2, 3, 1)
         captions = [f"{r.classes[t]} → {r.classes[p]}\n{100 * q:.0f} %"
                     for t, p, q in zip(shown["label"], shown["pred"], shown["prob"])]
+        rows = [slice(k, k + GALLERY_COLUMNS) for k in range(0, len(shown), GALLERY_COLUMNS)]
         name = f"misclassified_{r.family}.png"
-        figures.image_grid(images, captions, f"{r.name}: most confident mistakes (true → predicted, confidence)",
-                           figdir / name)
+        figures.image_grid([images[s] for s in rows], figdir / name, captions=[captions[s] for s in rows],
+                           title=f"{r.name}: most confident mistakes (true → predicted, confidence)")
         lines += [f"**{r.name}** got {len(wrong):,} of {len(r.predictions):,} test images wrong "
                   f"({md.pct(len(wrong) / max(1, len(r.predictions)))}); the {len(shown)} most confident mistakes:", "",
                   _figure(f"{r.name} misclassified test images", name), ""]

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from convbench import figures
 from convbench.config import ConfigError, to_dict
 from convbench.data.format import Cache, load_cache, load_split, write_json
 from convbench.errors import ConvbenchError
@@ -26,7 +27,7 @@ from convbench.training import distributed
 from convbench.training.augment import Normalizer
 from convbench.training.checkpoint import fingerprint, kill_hook, load_checkpoint, save_checkpoint
 from convbench.training.device import Runtime, resolve_runtime
-from convbench.training.history import plot_history, write_history_csv
+from convbench.training.history import write_history_csv
 from convbench.training.loop import FitResult, Trainer
 from convbench.training.weights import save_trained
 
@@ -94,7 +95,7 @@ def _log_outcome(run_log: RunLogger, family: str, layout: Layout, summary: dict[
     run_log.log_artifact(layout.history(family))
     with tempfile.TemporaryDirectory() as tmp:
         curves = Path(tmp) / f"{family}_curves.png"
-        plot_history(curves, result.history, f"{family}: best epoch {result.best_epoch}")
+        figures.learning_curves({family: result.history}, {family: result.best_epoch}, curves)
         run_log.log_artifact(curves)
     run_log.log_model(layout.weights(family), family, input_example)
 

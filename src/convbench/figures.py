@@ -1,8 +1,11 @@
-"""PNG figures for the evaluation outputs and the comparison report.
+"""Every PNG figure convbench draws: dataset report, training curves, evaluation and comparison report.
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects (Agg canvas), never
-through ``pyplot``'s global figure registry, so stages and tests can draw in
-parallel without a display and without leaking figures.
+through ``pyplot``'s global figure registry or ``matplotlib.use``, so stages and
+tests can draw in parallel without a display, without leaking figures and
+without changing the process's backend. Files are written atomically. This
+module sits outside ``data``/``training``/``evaluation`` and imports only
+``convbench.data.format``, so the data stages can use it without pulling in models.
 """
 
 from __future__ import annotations
@@ -101,38 +104,38 @@ def per_class_bars(accuracy: Mapping[str, Sequence[float]], classes: Sequence[st
     _save(fig, path)
 
 
-def image_grid(images: np.ndarray, captions: Sequence[str], title: str, path: Path,
-               columns: int = 8, tile: int = 64) -> None:
-    """A grid of uint8 (K, 3, H, W) images with one caption each (e.g. ``true → pred``).
+def image_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, *, captions: Sequence[Sequence[str]] | None = None,
+               row_labels: Sequence[str] | None = None, title: str | None = None, tile: int = 64) -> None:
+    """Rows of uint8 (H, W, 3) images, with an optional caption per image, label per row and title.
 
     The images are tiled into one mosaic (nearest-neighbour upscaled to about
-    ``tile`` pixels) and drawn as a single image: one axes instead of K keeps a
-    gallery cheap to render.
+    ``tile`` pixels) and drawn as a single image: one axes instead of one per
+    image keeps a gallery cheap to render. Rows may differ in length.
     """
-    images = np.asarray(images)
-    count = len(images)
-    rows = max(1, -(-count // columns))
-    cols = min(columns, max(1, count))
-    size = images.shape[-1] if count else tile
-    scale = max(1, tile // size)
-    cell = size * scale
-    gap_x, gap_y = cell // 8, cell // 2
-    mosaic = np.full((rows * (cell + gap_y), cols * (cell + gap_x), 3), 255, dtype=np.uint8)
-    for k, image in enumerate(images):
-        r, c = divmod(k, columns)
-        y, x = r * (cell + gap_y) + gap_y, c * (cell + gap_x)
-        mosaic[y:y + cell, x:x + cell] = image.transpose(1, 2, 0).repeat(scale, 0).repeat(scale, 1)
-    fig = Figure(figsize=(mosaic.shape[1] / 80, mosaic.shape[0] / 80 + 0.3))
-    ax = fig.add_axes((0, 0, 1, 1 - 0.3 / (mosaic.shape[0] / 80 + 0.3)))
+    height, width = next(image for row in rows for image in row).shape[:2]
+    scale = max(1, tile // max(height, width))
+    cell_h, cell_w = height * scale, width * scale
+    gap_x, gap_y = cell_w // 8, cell_h // 2 if captions else cell_h // 8
+    left = 6 * max(map(len, row_labels)) + 8 if row_labels else 0
+    columns = max(len(row) for row in rows)
+    mosaic = np.full((len(rows) * (cell_h + gap_y), left + columns * (cell_w + gap_x), 3), 255, dtype=np.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            y, x = r * (cell_h + gap_y) + gap_y, left + c * (cell_w + gap_x)
+            mosaic[y:y + cell_h, x:x + cell_w] = np.asarray(image).repeat(scale, 0).repeat(scale, 1)
+    top = 0.3 if title else 0.0
+    fig = Figure(figsize=(mosaic.shape[1] / 80, mosaic.shape[0] / 80 + top))
+    ax = fig.add_axes((0, 0, 1, 1 - top / (mosaic.shape[0] / 80 + top)))
     ax.imshow(mosaic, interpolation="nearest")
     ax.axis("off")
-    for k, caption in enumerate(captions):
-        r, c = divmod(k, columns)
-        ax.text(c * (cell + gap_x) + cell / 2, r * (cell + gap_y) + gap_y - 2, caption,
-                ha="center", va="bottom", fontsize=6.5)
-    if count == 0:
-        ax.text(mosaic.shape[1] / 2, mosaic.shape[0] / 2, "no misclassified images", ha="center", va="center")
-    fig.suptitle(title, fontsize=9, y=0.995, va="top")
+    for r in range(len(rows)):
+        y = r * (cell_h + gap_y) + gap_y
+        if row_labels:
+            ax.text(left - 4, y + cell_h / 2, row_labels[r], ha="right", va="center", fontsize=8)
+        for c, caption in enumerate(captions[r] if captions else ()):
+            ax.text(left + c * (cell_w + gap_x) + cell_w / 2, y - 2, caption, ha="center", va="bottom", fontsize=6.5)
+    if title:
+        fig.suptitle(title, fontsize=9, y=0.995, va="top")
     _save(fig, path)
 
 
