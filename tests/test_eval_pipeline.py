@@ -54,7 +54,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("DVC_NO_ANALYTICS", "1")
         write_synthetic_project(base, classes=3, per_class=30, size=32)
         write_params(base, SECTIONS)
-        run("convbench.tracking")
+        run("convbench.tracking.__main__")
         train_and_evaluate(*FAMILIES)
         run("convbench.stages.report")
         yield base
@@ -148,7 +148,7 @@ def test_restored_outputs_without_the_training_run_or_a_reachable_store(
     err = capsys.readouterr().err
     assert "not logged to MLflow" in err
     after = (copy / "reports" / "comparison.md").read_text()
-    assert "MLflow could not be queried: cannot connect to the MLflow server http://127.0.0.1:9" in after
+    assert "MLflow could not be queried: MLflow tracking server http://127.0.0.1:9 is not reachable" in after
     assert summary_rows(after)[1]["ResNet-18"] == summary_rows(before)[1]["ResNet-18"]
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'fresh.db'}")  # a store without the runs

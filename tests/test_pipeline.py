@@ -57,3 +57,18 @@ def test_changing_resnext_cardinality_reruns_only_its_chain(project: tuple[Path,
     assert lock["stages"]["train@resnext"]["params"]["params.yaml"]["resnext"]["cardinality"] == 2
     resnet = lock["stages"]["train@resnet"]["params"]["params.yaml"]["resnet"]
     assert resnet["width"] == TINY_PARAMS["resnet"]["width"]
+
+
+def test_training_runs_carry_their_dataset_in_mlflow(project: tuple[Path, dict[str, str]]) -> None:
+    import hashlib
+
+    from mlflow.tracking import MlflowClient
+
+    base, _ = project
+    client = MlflowClient(f"sqlite:///{base / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("convbench")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id], "tags.family = 'resnet'")
+    inputs = runs[-1].inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.name == "tiny"
+    assert inputs[0].dataset.digest == hashlib.md5((base / "data" / "tiny.zip").read_bytes()).hexdigest()

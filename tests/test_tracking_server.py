@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from convbench.paths import Layout
-from convbench.runlog import RunLogger, spool_root
+from convbench.tracking.runlog import RunLogger, spool_root
 from synthetic import write_params, write_synthetic_project
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -230,15 +230,15 @@ def test_run_logger_spools_while_the_store_fails_and_replays_in_order(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from mlflow.tracking import MlflowClient
 
-    from convbench import tracking
+    from convbench.tracking import store
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     client = MlflowClient(uri)
-    run_id = client.create_run(tracking.ensure_store()).info.run_id
+    run_id = client.create_run(store.ensure_store()).info.run_id
     flaky = FlakyClient(client)
-    logger = RunLogger(flaky, run_id, "resnet", retry_seconds=3600)
+    logger = RunLogger(flaky, run_id, retry_seconds=3600)
     notes = tmp_path / "notes.txt"
     notes.write_text("as logged")
 

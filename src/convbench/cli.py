@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("convbench.stages.evaluate", "test one family's best weights"),
     "report": ("convbench.stages.report", "write reports/comparison.md"),
     "predict": ("convbench.evaluation.predict", "classify image files with trained weights"),
-    "tracking": ("convbench.tracking", "create the MLflow store once, before parallel runs; `sync`: send spooled calls"),
+    "tracking": ("convbench.tracking.__main__", "create the MLflow store once, before parallel runs; `sync`: send spooled calls"),
     "recipe": ("convbench.recipes", "run a named set of params (conf/recipes/) as DVC experiments"),
     "bench": ("convbench.bench.run", "speed benchmark against the course notebook: reports/benchmark.md"),
 }

@@ -8,6 +8,7 @@ that holds ``dvc.yaml``, else the current directory.
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,15 @@ def project_root(start: Path | None = None) -> Path:
         if (folder / "dvc.yaml").is_file():
             return folder
     return here
+
+
+def git_head(root: Path) -> str | None:
+    """``git rev-parse HEAD`` in ``root``, or None outside git or before the first commit."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 @dataclass(frozen=True)

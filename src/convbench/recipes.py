@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from convbench.config import ConfigError, flatten
-from convbench.errors import ConvbenchError
+from convbench.errors import ConvbenchError, run_stage
 from convbench.params import Params, parse_params
 from convbench.paths import project_root
 
@@ -124,12 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the dvc commands without running them")
     args = parser.parse_args(argv)
 
-    try:
-        run_recipe(args.name, args.set_param, queue=args.queue, dry_run=args.dry_run)
-    except ConvbenchError as exc:
-        print(f"convbench recipe: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_stage("recipe", lambda: run_recipe(args.name, args.set_param, queue=args.queue, dry_run=args.dry_run))
 
 
 def run_recipe(name: str | None, settings: list[str], *, queue: bool, dry_run: bool) -> None:

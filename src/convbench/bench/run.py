@@ -24,11 +24,11 @@ from convbench.bench.machine import cpu_counters, load_average, machine_info, ma
 from convbench.bench.report import write_reports
 from convbench.bench.training import Rounds, Workload
 from convbench.config import to_dict
+from convbench.errors import run_stage
 from convbench.evaluation.evaluate import EvalSettings
 from convbench.families import FAMILIES, FamilyConfig, model_config
 from convbench.params import Params, load_params
 from convbench.paths import Layout
-from convbench.stages import run_stage
 from convbench.training.device import Runtime, cpu_supports_bf16, resolve_runtime
 
 TRAIN_SPEEDUP = 3.0

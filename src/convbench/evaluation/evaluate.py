@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import platform
 import statistics
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,33 +262,24 @@ def print_summary(family: str, metrics: dict[str, Any], out: Path) -> None:
 
 def log_evaluation(family: str, metrics: dict[str, Any], run_id: str | None, out: Path,
                    run_params: dict[str, str]) -> str | None:
-    """Add the evaluation to the family's training run (or a new run if the store lacks it).
+    """Add the evaluation to the family's training run (or a new run if the store lacks it); return the run id.
 
     The training run can be missing, e.g. when DVC restored the training outputs
     from its run-cache or the store was deleted; a new run then gets the family's
     params (so the cardinality study can still find it) and a tag saying why.
-    Returns the run id, or None with a printed note when MLflow is unusable:
-    the evaluation files are the record, tracking is a copy.
+    A server unreachable from the start gives a note and None (the evaluation
+    files are the record); one lost mid-stage spools the calls like training.
     """
-    from convbench.evaluation.sweep import store_problem
-    from convbench.tracking import open_run, tracking_uri
+    from convbench.tracking.runlog import RunLogger
 
-    uri = tracking_uri()
-    problem = None if uri.startswith("sqlite:") else store_problem(uri)
-    if problem:
-        print(f"convbench evaluate: note: not logged to MLflow: {problem}", file=sys.stderr)
+    run_log = RunLogger.start_or_note("evaluate", family, {"family": family}, run_id,
+                                      backup=f"The evaluation is also in {out}.")
+    if run_log is None:
         return None
-    try:
-        import mlflow
-
-        with open_run(family, run_id) as run:
-            if run.info.run_id != run_id:
-                mlflow.set_tag("evaluation_only", f"training run {run_id or '(none)'} is not in this store")
-                mlflow.log_params(run_params)
-            mlflow.log_metrics(flat_metrics(metrics))
-            mlflow.log_artifacts(str(out), artifact_path="eval")
-            return run.info.run_id
-    except Exception as exc:  # never fail an evaluation because tracking failed
-        print(f"convbench evaluate: note: not logged to MLflow ({type(exc).__name__}: {exc})".splitlines()[0],
-              file=sys.stderr)
-        return None
+    with run_log:
+        if not run_log.continued:
+            run_log.set_tags({"evaluation_only": f"training run {run_id or '(none)'} is not in this store"})
+            run_log.log_params(run_params)
+        run_log.log_metrics(flat_metrics(metrics))
+        run_log.log_artifacts(out, "eval")
+    return run_log.run_id

@@ -21,10 +21,9 @@ import numpy as np
 import torch
 
 from convbench.data.cache import decode_image
-from convbench.errors import ConvbenchError
+from convbench.errors import ConvbenchError, run_stage
 from convbench.families import FAMILIES
 from convbench.paths import Layout
-from convbench.stages import run_stage
 from convbench.training.augment import Normalizer
 
 PREPROCESS_KEYS = ("classes", "mean", "std", "image_size")
@@ -94,7 +93,7 @@ def mlflow_predictor(uri: str, fallback_weights: Path) -> tuple[Callable[[torch.
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from convbench.tracking import tracking_uri
+    from convbench.tracking.store import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     try:

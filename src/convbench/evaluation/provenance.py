@@ -10,20 +10,18 @@ import yaml
 
 from convbench.config import to_dict
 from convbench.params import DataParams, Params, TrainParams
+from convbench.paths import git_head
 
 
 def git_commit(root: Path) -> str:
     """``HEAD``'s hash, noting uncommitted source/params changes; ``unknown`` outside git."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True,
-                              timeout=20).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-    except (OSError, subprocess.SubprocessError):
+    commit = git_head(root)
+    if commit is None:
         return "unknown (not a git checkout, or no commit yet)"
     try:
-        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "src", "params.yaml", "dvc.yaml")
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "params.yaml", "dvc.yaml"],
+            cwd=root, capture_output=True, text=True, check=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
         dirty = ""
     changed = len(dirty.splitlines())

@@ -9,7 +9,6 @@ other parameter settings.
 from __future__ import annotations
 
 import platform
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from convbench.data.format import Cache, atomic_write_bytes, load_cache
 from convbench.evaluation import discussion, provenance
 from convbench.evaluation import markdown as md
 from convbench.evaluation.results import FamilyResult, load_results
-from convbench.evaluation.sweep import Sweep, store_problem
+from convbench.evaluation.sweep import Sweep
 from convbench.families import FAMILIES
 from convbench.params import Params
 from convbench.paths import Layout
@@ -269,23 +268,15 @@ def headline_metrics(results: Sequence[FamilyResult]) -> dict[str, float]:
             if r.metric(*k) is not None}
 
 
-def log_report(uri: str, report: Path, figdir: Path, metrics: dict[str, float]) -> str | None:
+def log_report(report: Path, figdir: Path, metrics: dict[str, float]) -> str | None:
     """Log the report and its figures to a new ``report`` run; returns the run id, or None with a note."""
-    reason = None if uri.startswith("sqlite:") else store_problem(uri)  # a missing sqlite file is created
-    if reason:
-        print(f"convbench report: note: not logged to MLflow: {reason}", file=sys.stderr)
-        return None
-    try:
-        import mlflow
+    from convbench.tracking.runlog import RunLogger
 
-        from convbench.tracking import ensure_store
-
-        with mlflow.start_run(experiment_id=ensure_store(), run_name="report", tags={"kind": "report"}) as run:
-            mlflow.log_metrics(metrics)
-            mlflow.log_artifact(str(report))
-            mlflow.log_artifacts(str(figdir), artifact_path="figures")
-            return run.info.run_id
-    except Exception as exc:  # the report is already written; tracking is a copy, not a requirement
-        print(f"convbench report: note: not logged to MLflow ({type(exc).__name__}: {exc})".splitlines()[0],
-              file=sys.stderr)
+    run_log = RunLogger.start_or_note("report", "report", {"kind": "report"}, backup=f"The report is {report}.")
+    if run_log is None:
         return None
+    with run_log:
+        run_log.log_metrics(metrics)
+        run_log.log_artifact(report)
+        run_log.log_artifacts(figdir, "figures")
+    return run_log.run_id

@@ -7,15 +7,12 @@ to read it becomes a message in the report, never an error.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from convbench.params import Params
-from convbench.tracking import EXPERIMENT
+from convbench.tracking.queries import finished_runs
 
 SWEPT = ("cardinality", "base_width")
 IGNORED = frozenset({"train.threads", "train.eval_batch_size", "train.device"})
@@ -42,23 +39,6 @@ def reference_params(params: Params) -> dict[str, str]:
     return {k: v for k, v in flat.items() if k not in IGNORED and k.removeprefix("model.") not in SWEPT}
 
 
-def store_problem(uri: str) -> str | None:
-    """Why the store at ``uri`` cannot be read quickly, or None (avoids MLflow's long HTTP retries)."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite":
-        path = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-        if path is not None and not path.is_file():
-            return f"no MLflow store at {path} yet"
-        return None
-    if parsed.scheme in ("http", "https"):
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        try:
-            socket.create_connection((parsed.hostname, port), timeout=3).close()
-        except OSError as exc:
-            return f"cannot connect to the MLflow server {uri} ({exc})"
-    return None
-
-
 def comparable(run_params: Mapping[str, str], reference: Mapping[str, str]) -> bool:
     """True when every reference setting the run logged has the reference's value, and swept keys exist."""
     if not all(f"model.{k}" in run_params for k in SWEPT):
@@ -68,24 +48,9 @@ def comparable(run_params: Mapping[str, str], reference: Mapping[str, str]) -> b
 
 def query(uri: str, params: Params) -> Sweep:
     """Finished ResNeXt runs on the same data and recipe that logged a test accuracy, one per setting."""
-    reason = store_problem(uri)
+    runs, reason = finished_runs(uri, "tags.family = 'resnext'")
     if reason:
         return Sweep([], reason)
-    try:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(uri)
-        experiment = client.get_experiment_by_name(EXPERIMENT)
-        if experiment is None:
-            return Sweep([], f"the store {uri} has no {EXPERIMENT!r} experiment yet")
-        runs = client.search_runs(
-            [experiment.experiment_id],
-            filter_string="tags.family = 'resnext' and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"],
-            max_results=5000,
-        )
-    except Exception as exc:  # any store failure (corrupt db, server error) only disables this section
-        return Sweep([], f"could not read the MLflow store {uri}: {type(exc).__name__}: {exc}".splitlines()[0])
     reference = reference_params(params)
     rows: dict[tuple[int, int], dict[str, Any]] = {}
     for run in runs:

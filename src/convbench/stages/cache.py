@@ -8,9 +8,9 @@ import time
 from convbench.data.cache import build_cache
 from convbench.data.dataset_report import write_dataset_report
 from convbench.data.format import save_cache
+from convbench.errors import run_stage
 from convbench.params import load_params
 from convbench.paths import Layout
-from convbench.stages import run_stage
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 
+from convbench.errors import run_stage
 from convbench.evaluation.evaluate import evaluate_family, log_evaluation, print_summary
 from convbench.evaluation.results import read_json
 from convbench.families import FAMILIES
 from convbench.params import load_params
 from convbench.paths import Layout
-from convbench.stages import run_stage
 
 
 def main(argv: list[str] | None = None) -> int:

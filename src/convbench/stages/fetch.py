@@ -9,8 +9,8 @@ import argparse
 from pathlib import Path
 
 from convbench.data.fetch import ensure_archive
+from convbench.errors import run_stage
 from convbench.params import load_params
-from convbench.stages import run_stage
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from convbench.errors import run_stage
 from convbench.evaluation.report import headline_metrics, log_report, write_report
 from convbench.evaluation.sweep import query
 from convbench.params import load_params
 from convbench.paths import Layout
-from convbench.stages import run_stage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,13 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
 
     def body() -> None:
-        from convbench.tracking import tracking_uri
+        from convbench.tracking.store import tracking_uri
 
         params = load_params()
         layout = Layout()
-        uri = tracking_uri()
-        path, results = write_report(params, query(uri, params), layout)
-        log_report(uri, path, layout.reports / "figures", headline_metrics(results))
+        path, results = write_report(params, query(tracking_uri(), params), layout)
+        log_report(path, layout.reports / "figures", headline_metrics(results))
         print(f"wrote {path} ({len(results)} model(s)) and {layout.reports / 'figures'}/")
 
     return run_stage("report", body)

@@ -6,10 +6,9 @@ import argparse
 
 from convbench.data.format import load_cache, save_split
 from convbench.data.split import describe_split, make_split
-from convbench.errors import ConvbenchError
+from convbench.errors import ConvbenchError, run_stage
 from convbench.params import load_params
 from convbench.paths import Layout
-from convbench.stages import run_stage
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from convbench.errors import ConvbenchError
+from convbench.errors import ConvbenchError, run_stage
 from convbench.families import FAMILIES
 from convbench.params import load_params
-from convbench.stages import run_stage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         # Idle OpenMP threads sleep instead of spinning (read when torch loads, so set before
         # importing it): on a shared CPU, spinning made epochs 10-20x slower.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        from convbench import tracking
+        from convbench.tracking.store import ensure_store
         from convbench.training import distributed
         from convbench.training.device import resolve_device
         from convbench.training.run import check_family, train_family
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         if distributed.wanted(params.train.nproc):
             distributed.check_launch(params.train, resolve_device(params.train.device))
             if distributed.hosts_rank_zero():  # rank 0 logs: fail fast on a dead server, create the store once
-                tracking.ensure_store()
+                ensure_store()
             status = distributed.launch(params.train.nproc, "convbench.stages.train", [args.family])
             if status:
                 raise ConvbenchError(f"torchrun: a training process failed (exit {status}); its error is above")

@@ -9,9 +9,9 @@ import argparse
 
 from convbench.data.fetch import ensure_archive
 from convbench.data.unzip import format_listing, unzip_archive
+from convbench.errors import run_stage
 from convbench.params import load_params
 from convbench.paths import Layout
-from convbench.stages import run_stage
 
 
 def main(argv: list[str] | None = None) -> int:

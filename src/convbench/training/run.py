@@ -22,7 +22,8 @@ from convbench.errors import ConvbenchError
 from convbench.families import FAMILIES
 from convbench.params import Params
 from convbench.paths import Layout
-from convbench.runlog import RunLogger
+from convbench.tracking.runlog import RunLogger
+from convbench.tracking.store import dataset_input
 from convbench.training import distributed
 from convbench.training.augment import Normalizer
 from convbench.training.checkpoint import fingerprint, kill_hook, load_checkpoint, save_checkpoint
@@ -159,10 +160,13 @@ def _train(
         trainer.fit(lambda row: trainer.state_dict())  # state_dict gathers every rank's generators for rank 0
         return None
 
-    run_log = RunLogger.start(family, state["mlflow_run_id"] if state else None, layout=layout)
+    backup = (f"Every metric is also in the DVC outputs {layout.train_summary(family)} and {layout.history(family)} "
+              "(one row per epoch).")
+    run_log = RunLogger.start(family, {"family": family}, state["mlflow_run_id"] if state else None, backup=backup)
     run_id = run_log.run_id
-    try:
-        if state is None or state["mlflow_run_id"] != run_id:
+    with run_log:
+        if not run_log.continued:
+            run_log.log_dataset(dataset_input(params.data.archive, cache, split), "training")
             runtime_params = {f"runtime.{k}": str(v) for k, v in settings["runtime"].items()}
             _log_setup(run_log, params.run_params(family) | runtime_params, size.params, size.macs)
 
@@ -186,9 +190,5 @@ def _train(
         write_json(layout.train_summary(family), summary)
         write_history_csv(layout.history(family), result.history)
         _log_outcome(run_log, family, layout, summary, result, _input_example(cache, split))
-    except BaseException:
-        run_log.finish("FAILED")
-        raise
-    run_log.finish()
     checkpoint_path.unlink(missing_ok=True)
     return summary

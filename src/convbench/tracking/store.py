@@ -1,4 +1,4 @@
-"""MLflow conventions shared by every stage: where the store is, one experiment, one run per training.
+"""The MLflow store: where it is, its one experiment, whether it answers, run tags, model registration.
 
 The default store is ``sqlite:///<project root>/mlflow.db`` with artifacts in
 ``<project root>/mlartifacts``, anchored at the real project root (``DVC_ROOT``)
@@ -9,26 +9,32 @@ Creating a brand-new sqlite store from several processes at once corrupts it,
 so the pipeline calls :func:`ensure_store` (``convbench tracking``) once before
 parallel training. With an ``http(s)://`` tracking server, :func:`ensure_store`
 also checks that it answers, so a stage fails in seconds instead of after
-MLflow's minutes of retries; calls a training could not send are replayed by
-``convbench tracking sync`` (see :mod:`convbench.runlog`).
+MLflow's minutes of retries; calls a stage could not send are replayed by
+``convbench tracking sync`` (see :mod:`convbench.tracking.runlog`).
 """
 
 from __future__ import annotations
 
-import argparse
+import hashlib
+import json
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convbench.errors import ConvbenchError
+from convbench.paths import git_head, project_root
+
+if TYPE_CHECKING:
+    from convbench.data.format import Cache
 
 EXPERIMENT = "convbench"
 ALIAS = "current"
-"""Registry alias that always points at the newest version of a family's model."""
+"""Registry alias that points at the model of a family's most recently started training run."""
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+"""Makes MLflow 3's UI open the experiment as model training (runs, metrics, models), not its GenAI overview."""
 HEALTH_TIMEOUT = 5.0
 """Seconds the ``/health`` check waits for a tracking server."""
 HTTP_RETRY_DEFAULTS = {
@@ -42,8 +48,6 @@ backoff factor 2 and a 120 s timeout stall a call for minutes when the server is
 
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the sqlite store at the project root."""
-    from convbench.paths import project_root
-
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
@@ -72,28 +76,33 @@ def short_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def check_server(uri: str, timeout: float = HEALTH_TIMEOUT) -> None:
-    """Raise a one-line :class:`ConvbenchError` unless ``uri`` (when a server) answers ``GET /health``.
-
-    One plain request with a short timeout: MLflow's client would retry a dead
-    server with backoff for minutes before failing. Other stores pass unchecked.
-    """
+def store_problem(uri: str, timeout: float = HEALTH_TIMEOUT) -> str | None:
+    """Why the store at ``uri`` cannot be used right now, or None: a server that does not answer ``GET /health``
+    (one plain request with a short timeout, where MLflow's client would retry for minutes), or a sqlite file
+    that does not exist yet (for readers; writers create it with :func:`ensure_store`)."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        return None if path.is_file() else f"no MLflow store at {path} yet"
     if not is_server(uri):
-        return
+        return None
     import requests
 
     try:
         response = requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
     except requests.RequestException as exc:
-        reason = short_reason(exc)
-    else:
-        if response.ok:
-            return
-        reason = f"/health answered HTTP {response.status_code}"
-    raise ConvbenchError(
-        f"MLflow tracking server {uri} is not reachable ({reason}); start it, or unset MLFLOW_TRACKING_URI "
-        "to use the local store"
-    )
+        return f"MLflow tracking server {uri} is not reachable ({short_reason(exc)})"
+    return None if response.ok else f"MLflow tracking server {uri} is not reachable (/health answered HTTP {response.status_code})"
+
+
+def check_server(uri: str, timeout: float = HEALTH_TIMEOUT) -> None:
+    """Raise a one-line :class:`ServerUnreachable` unless ``uri`` (when a server) answers ``GET /health``."""
+    problem = store_problem(uri, timeout) if is_server(uri) else None
+    if problem:
+        raise ServerUnreachable(f"{problem}; start it, or unset MLFLOW_TRACKING_URI to use the local store")
+
+
+class ServerUnreachable(ConvbenchError):
+    """The tracking server does not answer: an outage, not an error in what is logged."""
 
 
 def registered_name(family: str) -> str:
@@ -133,44 +142,28 @@ def _experiment_id(uri: str) -> str:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         try:
-            return client.create_experiment(EXPERIMENT, artifact_location=artifact_location(uri))
+            return client.create_experiment(EXPERIMENT, artifact_location=artifact_location(uri), tags=EXPERIMENT_TAGS)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
             experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
+    for key, value in EXPERIMENT_TAGS.items():  # stores created before the tag existed
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
 
 
-def git_commit() -> str | None:
-    """``git rev-parse HEAD`` of the project, or None outside git or before the first commit."""
-    from convbench.paths import project_root
-
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def run_tags(family: str) -> dict[str, str]:
-    """Family, git commit, and the DVC stage / experiment that launched the run (when set)."""
-    tags = {"family": family}
+def run_tags(**tags: str) -> dict[str, str]:
+    """``tags`` plus the git commit and the DVC stage / experiment that launched the run (when set)."""
     sources = {
-        "git_commit": git_commit(),
+        "git_commit": git_head(project_root()),
         "dvc_stage": os.environ.get("DVC_STAGE"),
         "dvc_exp_name": os.environ.get("DVC_EXP_NAME"),
     }
     tags.update({k: v for k, v in sources.items() if v})
     return tags
-
-
-def flatten_params(sections: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": "0.1"}`` (MLflow params are strings)."""
-    return {f"{section}.{key}": str(value) for section, values in sections.items() for key, value in values.items()}
 
 
 def continuable(client: Any, run_id: str | None) -> str | None:
@@ -193,20 +186,6 @@ def continuable(client: Any, run_id: str | None) -> str | None:
     return None
 
 
-def open_run(family: str, run_id: str | None = None) -> Any:
-    """Start a run named ``family`` in the experiment, or continue ``run_id`` (see :func:`continuable`).
-
-    Returns mlflow's ``ActiveRun`` context manager.
-    """
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    experiment_id = ensure_store()
-    if continuable(MlflowClient(tracking_uri()), run_id):
-        return mlflow.start_run(run_id=run_id)
-    return mlflow.start_run(experiment_id=experiment_id, run_name=family, tags=run_tags(family))
-
-
 def pip_requirements() -> list[str]:
     """Explicit requirements of a logged model (inference would take ~9 s per model)."""
     import mlflow
@@ -221,13 +200,16 @@ def pip_requirements() -> list[str]:
 
 
 def log_torch_model(model: Any, family: str, input_example: Any) -> int:
-    """Log ``model`` to the active run, register it and point alias ``current`` at the new version.
+    """Log ``model`` to the active run, register it, and point alias ``current`` at it unless a newer run has it.
 
     The model is saved as a ``torch.export`` program (MLflow's default ``pt2``
     format: no pickle, loads without convbench installed). ``input_example``
     must hold at least 2 images: with one, ``torch.export`` fixes the batch size
-    at 1 and the logged model rejects any other batch size.
+    at 1 and the logged model rejects any other batch size. A run synced late
+    (``convbench tracking sync``) registers a new version but leaves the alias
+    on the model of a run that started after it.
     """
+    import mlflow
     import mlflow.pytorch
     from mlflow.tracking import MlflowClient
 
@@ -240,36 +222,50 @@ def log_torch_model(model: Any, family: str, input_example: Any) -> int:
         registered_model_name=registered_name(family),
     )
     version = int(info.registered_model_version)
-    MlflowClient(tracking_uri()).set_registered_model_alias(registered_name(family), ALIAS, str(version))
+    client = MlflowClient(tracking_uri())
+    run = mlflow.active_run()
+    if _alias_is_newer(client, registered_name(family), client.get_run(run.info.run_id).info.start_time):
+        print(f"convbench: {registered_name(family)} version {version} registered; alias {ALIAS!r} stays on the "
+              "model of a run started later", file=sys.stderr)
+    else:
+        client.set_registered_model_alias(registered_name(family), ALIAS, str(version))
     return version
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``convbench tracking``: create the store once; ``convbench tracking sync``: send spooled calls.
+def _alias_is_newer(client: Any, name: str, start_time: int) -> bool:
+    """True when alias ``current`` of ``name`` points at the model of a run that started after ``start_time``."""
+    from mlflow.exceptions import MlflowException
 
-    ``sync`` exits 0 when every spooled run was sent, 1 when something is still
-    pending (one line per run saying why).
+    try:
+        holder = client.get_model_version_by_alias(name, ALIAS)
+        return client.get_run(holder.run_id).info.start_time > start_time
+    except MlflowException:  # no alias yet, or its run was deleted
+        return False
+
+
+def dataset_input(archive: str, cache: Cache, split: Mapping[str, Any]) -> dict[str, str]:
+    """The MLflow dataset a run trained on: the archive's name and md5, its images' shape, the split's sizes.
+
+    Logged as the run's dataset input, so MLflow's runs table shows which data
+    each run used and runs on the same bytes share one digest.
     """
-    from convbench.stages import run_stage
-
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    parser = argparse.ArgumentParser(
-        prog="convbench tracking",
-        description="Create the MLflow store and experiment (once, before parallel runs); with `sync`, send the "
-                    "calls a training buffered in mlflow-spool/ while its tracking server was unreachable.")
-    parser.add_argument("command", nargs="?", choices=["sync"], help="send the buffered calls")
-    args = parser.parse_args(argv)
-    if args.command == "sync":
-        from convbench.runlog import sync
-
-        return sync()
-
-    def body() -> None:
-        experiment_id = ensure_store()
-        print(f"MLflow store {tracking_uri()}, experiment {EXPERIMENT!r} (id {experiment_id})")
-
-    return run_stage("tracking", body)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    path = Path(archive)
+    digest = hashlib.md5()
+    if path.is_file():
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    shape = [-1, *map(int, cache.images.shape[1:])]
+    spec = {"features": json.dumps([{"name": "image", "type": "tensor",
+                                     "tensor-spec": {"dtype": "uint8", "shape": shape}}]),
+            "targets": json.dumps([{"name": "label", "type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}])}
+    profile = {"images": int(cache.images.shape[0]), "classes": list(cache.classes),
+               **{f"{name}_images": len(index) for name, index in split.items()}}
+    return {
+        "name": path.stem,
+        "digest": digest.hexdigest() if path.is_file() else "missing",
+        "source_type": "local",
+        "source": json.dumps({"uri": str(path.resolve())}),
+        "schema": json.dumps({"mlflow_tensorspec": spec}),
+        "profile": json.dumps(profile),
+    }

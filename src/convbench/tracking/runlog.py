@@ -1,13 +1,16 @@
-"""One training run's MLflow logging, made to outlive its tracking server.
+"""One run's MLflow logging (a training, an evaluation, a report), made to outlive its tracking server.
 
-Every call (params, metrics, an artifact, the model, the final status) is sent
-at once while the store answers. When a call fails, the logger goes offline:
-it says so in one line, and that call and every later one go to a spool,
+Every call (params, metrics, tags, the dataset, an artifact, the model, the
+final status) is sent at once while the store answers. When a call fails
+because the server cannot be reached, the logger goes offline: it says so in
+one line, and that call and every later one go to a spool,
 ``<project root>/mlflow-spool/<run id>/calls.jsonl`` plus copies of the files
 they name, so training goes on and nothing is lost. It retries at most every
 ``retry_seconds`` (a dead server must not slow every epoch), and once more in
 :meth:`RunLogger.finish`; ``convbench tracking sync`` (:func:`sync`) sends
-whatever is left later.
+whatever is left later. Any other failure (a rejected value, a model that
+``torch.export`` cannot trace) is a genuine error: the stage stops with one
+line instead of spooling a call that would never succeed.
 
 Calls carry their own timestamps and are replayed in order. A call that reached
 the server just before the connection dropped is harmless when replayed: MLflow
@@ -30,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy
 
-from convbench import tracking
 from convbench.errors import ConvbenchError
-from convbench.paths import Layout, project_root
+from convbench.paths import project_root
+from convbench.tracking import store
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -106,6 +109,26 @@ class Spool:
             atomic_write_bytes(self.file, "".join(json.dumps(r) + "\n" for r in self.records).encode())
 
 
+OUTAGE_MARKERS = ("Max retries exceeded", "Connection refused", "Connection aborted", "Connection reset",
+                  "RemoteDisconnected", "timed out", "error code 502", "error code 503", "error code 504")
+"""Text of an ``MlflowException`` that wraps a lost connection (its REST client re-raises requests' errors)."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc`` means the store could not be reached (spool and retry), not that the call was wrong."""
+    import requests
+
+    chain: BaseException | None = exc
+    while chain is not None:
+        if isinstance(chain, (ConnectionError, TimeoutError, requests.ConnectionError, requests.Timeout,
+                              store.ServerUnreachable)):
+            return True
+        if type(chain).__name__ == "MlflowException" and any(m in str(chain) for m in OUTAGE_MARKERS):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False
+
+
 def describe(call: Call) -> str:
     """A call in a few words, for messages."""
     op = call["op"]
@@ -134,7 +157,7 @@ def send(client: MlflowClient, run_id: str, call: Call) -> None:
 
 
 def _dispatch(client: MlflowClient, run_id: str, call: Call) -> None:
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 
     op = call["op"]
     if op == "params":
@@ -142,8 +165,13 @@ def _dispatch(client: MlflowClient, run_id: str, call: Call) -> None:
     elif op == "metrics":
         metrics = [Metric(k, v, call["timestamp"], call["step"] or 0) for k, v in call["metrics"].items()]
         client.log_batch(run_id, metrics=metrics)
+    elif op == "tags":
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in call["tags"].items()])
+    elif op == "inputs":
+        dataset = DatasetInput(Dataset(**call["dataset"]), tags=[InputTag("mlflow.data.context", call["context"])])
+        client.log_inputs(run_id, datasets=[dataset])
     elif op == "artifact":
-        client.log_artifact(run_id, str(call["path"]))
+        client.log_artifact(run_id, str(call["path"]), call.get("artifact_path"))
     elif op == "model":
         _send_model(client, run_id, call)
     elif op == "status":
@@ -163,12 +191,12 @@ def _send_model(client: MlflowClient, run_id: str, call: Call) -> None:
 
     from convbench.training.weights import load_trained
 
-    name = tracking.registered_name(call["family"])
+    name = store.registered_name(call["family"])
     if client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
         return
     model, _ = load_trained(call["weights"])
     with mlflow.start_run(run_id=run_id):
-        tracking.log_torch_model(model, call["family"], call["input_example"])
+        store.log_torch_model(model, call["family"], call["input_example"])
 
 
 def drain(client: MlflowClient, run_id: str, spool: Spool) -> int:
@@ -187,51 +215,62 @@ def drain(client: MlflowClient, run_id: str, spool: Spool) -> int:
 
 
 class RunLogger:
-    """One training run's MLflow calls, sent at once while the store answers and spooled while it does not."""
+    """One run's MLflow calls, sent at once while the store answers and spooled while it cannot be reached."""
 
-    def __init__(
-        self,
-        client: MlflowClient,
-        run_id: str,
-        family: str,
-        *,
-        layout: Layout = Layout(),
-        retry_seconds: float = 60.0,
-    ) -> None:
+    def __init__(self, client: MlflowClient, run_id: str, *, backup: str = "", retry_seconds: float = 60.0,
+                 continued: bool = False) -> None:
         """``client`` is an ``MlflowClient`` for the store of ``run_id``; a spool left by an earlier
-        process of the same run (killed while offline) is picked up and sent first."""
+        process of the same run (killed while offline) is picked up and sent first. ``backup`` says,
+        in the warning about unsent calls of a finished run, where the same numbers are kept."""
         self._run_id = run_id
         self._client = client
         self._uri = client.tracking_uri
-        self._family = family
-        self._layout = layout
+        self._backup = backup
         self._retry_seconds = retry_seconds
         self._spool = Spool(spool_root() / run_id)
         self._warned = False
         self._last_try = -math.inf
+        self.continued = continued
+        """True when :meth:`start` continued an existing run rather than creating one."""
 
     @classmethod
-    def start(
-        cls, family: str, run_id: str | None, *, layout: Layout = Layout(), retry_seconds: float = 60.0
-    ) -> RunLogger:
-        """Check the store, then continue ``run_id`` if it still exists (a resumed training) or start a
-        run named ``family``; a store that fails now stops the stage with one line, before training."""
-        experiment_id = tracking.ensure_store()  # first: a dead server fails before mlflow's slow import
+    def start(cls, run_name: str, tags: dict[str, str], run_id: str | None = None, *, backup: str = "",
+              retry_seconds: float = 60.0) -> RunLogger:
+        """Check the store, then continue ``run_id`` if it still exists (a resumed training, an evaluation)
+        or create a run named ``run_name`` with ``tags`` (plus git and DVC tags); a store that fails now
+        raises one :class:`ConvbenchError` line, before any work."""
+        experiment_id = store.ensure_store()  # first: a dead server fails before mlflow's slow import
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
         from mlflow.tracking.context.registry import resolve_tags
 
-        uri = tracking.tracking_uri()
+        uri = store.tracking_uri()
         client = MlflowClient(uri)
         try:
-            if tracking.continuable(client, run_id):
+            continued = bool(store.continuable(client, run_id))
+            if continued:
                 client.update_run(run_id, status="RUNNING")
             else:
-                tags = resolve_tags(tracking.run_tags(family))  # the user and source tags mlflow.start_run adds
-                run_id = client.create_run(experiment_id, tags=tags, run_name=family).info.run_id
+                all_tags = resolve_tags(store.run_tags(**tags))  # the user and source tags mlflow.start_run adds
+                run_id = client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
         except MlflowException as exc:
-            raise ConvbenchError(f"MLflow store {uri} failed to start the run ({tracking.short_reason(exc)})") from exc
-        return cls(client, run_id, family, layout=layout, retry_seconds=retry_seconds)
+            raise ConvbenchError(f"MLflow store {uri} failed to start the run ({store.short_reason(exc)})") from exc
+        return cls(client, run_id, backup=backup, retry_seconds=retry_seconds, continued=continued)
+
+    @classmethod
+    def start_or_note(cls, stage: str, run_name: str, tags: dict[str, str], run_id: str | None = None, *,
+                      backup: str = "") -> RunLogger | None:
+        """:meth:`start`, or None with a one-line note when the server is unreachable from the start.
+
+        For stages whose DVC outputs are the record (evaluate, report): they go
+        on without MLflow rather than fail; an outage later in the stage is
+        spooled like training's.
+        """
+        try:
+            return cls.start(run_name, tags, run_id, backup=backup)
+        except store.ServerUnreachable as exc:
+            print(f"convbench {stage}: note: not logged to MLflow: {exc}", file=sys.stderr)
+            return None
 
     @property
     def run_id(self) -> str:
@@ -250,22 +289,39 @@ class RunLogger:
         self._call({"op": "metrics", "metrics": {k: float(v) for k, v in metrics.items()}, "step": step,
                     "timestamp": _now_ms()})
 
-    def log_artifact(self, path: Path) -> None:
-        self._call({"op": "artifact", "path": Path(path)})
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._call({"op": "tags", "tags": {k: str(v) for k, v in tags.items()}})
+
+    def log_dataset(self, dataset: dict[str, str], context: str) -> None:
+        """An MLflow dataset input (``name``, ``digest``, ``source_type``, ``source``, ``schema``, ``profile``)."""
+        self._call({"op": "inputs", "dataset": dataset, "context": context})
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self._call({"op": "artifact", "path": Path(path), "artifact_path": artifact_path})
+
+    def log_artifacts(self, folder: Path, artifact_path: str) -> None:
+        """Every file under ``folder``, at the same relative place under ``artifact_path``."""
+        for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+            parent = path.parent.relative_to(folder).as_posix()
+            self.log_artifact(path, artifact_path if parent == "." else f"{artifact_path}/{parent}")
 
     def log_model(self, weights: Path, family: str, input_example: numpy.ndarray) -> None:
         """Log the weights file's model (rebuilt on CPU, fp32), register it and point alias ``current`` at it."""
         self._call({"op": "model", "weights": Path(weights), "family": family, "input_example": input_example})
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """Finish the run: ``FAILED`` when the block raised (the exception goes on), else ``FINISHED``."""
+        self.finish("FAILED" if kind else "FINISHED")
 
     def finish(self, status: str = "FINISHED") -> None:
         """Set the run's terminal status with a last attempt to send everything; say where the rest is kept."""
         self._call({"op": "status", "status": status, "end_time": _now_ms()}, final=True)
         if not self.pending:
             return
-        backup = ""
-        if status == "FINISHED":
-            backup = (f" Every metric is also in the DVC outputs {self._layout.train_summary(self._family)} "
-                       f"and {self._layout.history(self._family)} (one row per epoch).")
+        backup = f" {self._backup}" if status == "FINISHED" and self._backup else ""
         print(f"convbench: warning: {self.pending} MLflow call(s) of run {self.run_id} are not sent to {self._uri}; "
               f"they are kept in {self._spool.file}: send them with `{SYNC_COMMAND}` once it is back.{backup}",
               file=sys.stderr, flush=True)
@@ -276,7 +332,9 @@ class RunLogger:
             try:
                 send(self._client, self.run_id, call)
                 return
-            except Exception as exc:  # any client or network failure: keep the call, train on
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise _genuine(call, exc) from exc
                 self._spool.append(call)
                 self._went_offline(f"{time.strftime('%H:%M:%S')} ({describe(call)} call)", exc)
                 return
@@ -288,9 +346,11 @@ class RunLogger:
         """Probe the server (one cheap request), then send the spool in order."""
         self._last_try = time.monotonic()
         try:
-            tracking.check_server(self._uri)
+            store.check_server(self._uri)
             sent = drain(self._client, self.run_id, self._spool)
-        except Exception as exc:  # still down (or down again): stay offline
+        except Exception as exc:
+            if not is_outage(exc):
+                raise _genuine(self._spool.call(0), exc) from exc
             self._went_offline("an earlier process of this run", exc)
             return
         self._warned = False  # a later outage gets its own warning
@@ -303,8 +363,13 @@ class RunLogger:
         if self._warned:
             return
         self._warned = True
-        print(f"convbench: warning: MLflow {self._uri} unreachable since {since}: {tracking.short_reason(exc)}; "
-              f"calls are buffered in {self._spool.file} and training goes on", file=sys.stderr, flush=True)
+        print(f"convbench: warning: MLflow {self._uri} unreachable since {since}: {store.short_reason(exc)}; "
+              f"calls are buffered in {self._spool.file} and the stage goes on", file=sys.stderr, flush=True)
+
+
+def _genuine(call: Call, exc: BaseException) -> ConvbenchError:
+    """The one-line error of a call the store refused, or a model that could not be exported."""
+    return ConvbenchError(f"MLflow {describe(call)} failed: {store.short_reason(exc)}")
 
 
 def sync() -> int:
@@ -313,9 +378,9 @@ def sync() -> int:
     if not folders:
         print(f"nothing to sync: no spooled MLflow calls in {spool_root()}")
         return 0
-    uri = tracking.tracking_uri()
+    uri = store.tracking_uri()
     try:
-        tracking.ensure_store()
+        store.ensure_store()
     except ConvbenchError as exc:
         print(f"convbench tracking sync: {len(folders)} spooled run(s) still pending: {exc}", file=sys.stderr)
         return 1
@@ -329,8 +394,9 @@ def sync() -> int:
             sent = drain(client, run_id, spool)
         except Exception as exc:  # report it, keep the rest spooled, go on with the other runs
             pending += 1
+            why = "server unreachable" if is_outage(exc) else "refused; fix the cause and run sync again"
             print(f"convbench tracking sync: run {run_id}: {len(spool.records)} call(s) still pending in "
-                  f"{spool.file} ({tracking.short_reason(exc)})", file=sys.stderr)
+                  f"{spool.file} ({why}: {store.short_reason(exc)})", file=sys.stderr)
             continue
         print(f"sent {sent} buffered call(s) of run {run_id} to {uri}")
     return 1 if pending else 0

@@ -1,0 +1,156 @@
+"""The import graph: each DVC stage depends on exactly the code it runs, no cycles, no library module imports up.
+
+Imports are read from the source with ``ast`` (module level and inside functions,
+since a lazy import runs too), so the test needs no torch and sees every path.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+PACKAGE = SRC / "convbench"
+DATA_STAGES = ("unzip", "cache", "split")
+
+
+def module_file(name: str) -> Path | None:
+    """The file of module ``name`` (a package's ``__init__.py``), or None if it is not a module of ours."""
+    path = SRC.joinpath(*name.split("."))
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@cache
+def direct_imports(path: Path) -> frozenset[str]:
+    """The ``convbench`` modules ``path`` imports anywhere in its body (``from a import b``: ``a.b`` if a module)."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(n for n in names if n.startswith("convbench") and module_file(n))
+    return frozenset(found)
+
+
+def with_parents(name: str) -> set[str]:
+    """Importing ``a.b.c`` runs ``a``, ``a.b`` and ``a.b.c``."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+
+
+def closure(start: str) -> set[Path]:
+    """Every file of ours that running module ``start`` can import."""
+    seen: set[str] = set()
+    todo = list(with_parents(start))
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for imported in direct_imports(module_file(name)):
+            todo.extend(with_parents(imported) - seen)
+    return {module_file(n) for n in seen}
+
+
+def stages() -> dict[str, tuple[str, set[Path]]]:
+    """``stage@item`` -> (its ``python -m`` module, the src files its deps cover)."""
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    out = {}
+    for name, stage in spec.items():
+        items = stage.get("foreach", [None])
+        body = stage.get("do", stage)
+        for item in items:
+            cmd = body["cmd"].replace("${item}", str(item))
+            module = re.search(r"python -m (\S+)", cmd).group(1)
+            covered: set[Path] = set()
+            for dep in body.get("deps", []):
+                path = ROOT / dep.replace("${item}", str(item))
+                if path.is_dir():
+                    covered |= {p for p in path.rglob("*.py") if "__pycache__" not in p.parts}
+                elif path.suffix == ".py":
+                    covered.add(path)
+            out[f"{name}@{item}" if item else name] = (module, covered)
+    return out
+
+
+def rel(paths: set[Path]) -> list[str]:
+    return sorted(str(p.relative_to(ROOT)) for p in paths)
+
+
+def test_every_stage_depends_on_exactly_the_code_it_imports() -> None:
+    problems = []
+    for stage, (module, covered) in stages().items():
+        needed = closure(module)
+        if missing := needed - covered:
+            problems.append(f"{stage}: dvc.yaml deps miss {rel(missing)}")
+        if extra := covered - needed:
+            problems.append(f"{stage}: dvc.yaml deps list code it never imports {rel(extra)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_data_stages_import_no_models_training_or_evaluation() -> None:
+    for stage in DATA_STAGES:
+        heavy = [p for p in closure(f"convbench.stages.{stage}")
+                 if p.relative_to(PACKAGE).parts[0] in {"models", "training", "evaluation", "tracking"}]
+        assert not heavy, f"{stage} imports {rel(set(heavy))}"
+
+
+def test_no_library_module_imports_the_entry_points() -> None:
+    entry = {"convbench.cli"} | {module_name(p) for p in (PACKAGE / "stages").glob("*.py")}
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if module_name(path) in entry:
+            continue
+        if bad := sorted(n for n in direct_imports(path) if n in entry and n != "convbench.stages"):
+            offenders.append(f"{module_name(path)} imports {bad}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    graph = {module_name(p): {n for n in direct_imports(p) if n != module_name(p)} for p in PACKAGE.rglob("*.py")}
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_checker_sees_lazy_and_package_imports() -> None:
+    """A guard for the guard: a function-level import and a parent package's __init__ are both counted."""
+    train = closure("convbench.stages.train")
+    assert PACKAGE / "training" / "run.py" in train  # imported inside main()'s body
+    assert PACKAGE / "models" / "__init__.py" in train and PACKAGE / "__init__.py" in train
+    assert PACKAGE / "evaluation" / "report.py" not in train
