@@ -21,7 +21,7 @@ from imagezips import make_image_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("vgg", "resnet", "resnext")
-ALL_STAGES = {"unzip", "cache", "split", "report", *(f"{s}@{f}" for s in ("train", "evaluate") for f in FAMILIES)}
+ALL_STAGES = {"unzip", "cache", "split", "runs", "report", *(f"{s}@{f}" for s in ("train", "evaluate") for f in FAMILIES)}
 
 TINY_PARAMS = {
     "data": {"archive": "data/tiny.zip", "image_size": 32, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 1},
@@ -29,7 +29,7 @@ TINY_PARAMS = {
               "precision": "fp32", "threads": 1},
     "vgg": {"depth": 11, "config": "A", "width": 0.125},
     "resnet": {"depth": 18, "width": 0.125},
-    "resnext": {"depth": 29, "cardinality": 4, "base_width": 4, "width": 0.5},
+    "resnext": {"depth": 29, "cardinality": 4, "base_width": "auto", "complexity_of": "4x4d", "width": 0.5},
 }
 
 

@@ -56,6 +56,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         write_params(base, SECTIONS)
         run("convbench.tracking.__main__")
         train_and_evaluate(*FAMILIES)
+        run("convbench.stages.runs")
         run("convbench.stages.report")
         yield base
     torch.set_num_threads(threads)
@@ -144,11 +145,12 @@ def test_restored_outputs_without_the_training_run_or_a_reachable_store(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens on the discard port
     before = (copy / "reports" / "comparison.md").read_text()
     run("convbench.stages.evaluate", "vgg")
+    run("convbench.stages.runs")
     run("convbench.stages.report")
     err = capsys.readouterr().err
     assert "not logged to MLflow" in err
     after = (copy / "reports" / "comparison.md").read_text()
-    assert "MLflow could not be queried: MLflow tracking server http://127.0.0.1:9 is not reachable" in after
+    assert "MLflow runs could not be read: MLflow tracking server http://127.0.0.1:9 is not reachable" in after
     assert summary_rows(after)[1]["ResNet-18"] == summary_rows(before)[1]["ResNet-18"]
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'fresh.db'}")  # a store without the runs
@@ -171,9 +173,10 @@ def test_cardinality_study_reads_comparable_runs_from_mlflow(project: Path, tmp_
     sections["resnext"]["cardinality"] = 1
     write_params(copy, sections)
     train_and_evaluate("resnext")
+    run("convbench.stages.runs")
     run("convbench.stages.report")
     text = (copy / "reports" / "comparison.md").read_text()
-    section = text.split("## ResNeXt: accuracy against cardinality")[1].split("##")[0]
-    rows = [line for line in section.splitlines() if re.match(r"\| \d+ \| 16 \|", line)]
-    assert [row.split("|")[1].strip() for row in rows] == ["1", "2"]
+    section = text.split("## ResNeXt: accuracy against cardinality")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if re.match(r"\| \d+( \(baseline\))? \| 16 \|", line)]
+    assert [row.split("|")[1].strip() for row in rows] == ["1 (baseline)", "2"]
     assert (copy / "reports" / "figures" / "cardinality.png").is_file()

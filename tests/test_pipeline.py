@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow.entities import Param
 
 from dvcproject import FAMILIES, TINY_PARAMS, build_project, run, stages_run
 
@@ -35,10 +36,31 @@ def test_repro_builds_every_output(project: tuple[Path, dict[str, str]]) -> None
     assert (base / "reports" / "dataset.md").is_file()
 
 
-def test_second_repro_runs_nothing(project: tuple[Path, dict[str, str]]) -> None:
+def test_second_repro_reruns_nothing_but_the_runs_summary(project: tuple[Path, dict[str, str]]) -> None:
     base, env = project
+    before = (base / "reports" / "runs.json").read_bytes()
     out = run(["dvc", "repro"], base, env)
-    assert stages_run(out) == set(), out
+    assert stages_run(out) == {"runs"}, out  # always_changed: it looks at MLflow, finds nothing new
+    assert (base / "reports" / "runs.json").read_bytes() == before and "Stage 'report' didn't change" in out
+
+
+def test_a_new_mlflow_run_reruns_only_the_summary_and_the_report(project: tuple[Path, dict[str, str]]) -> None:
+    """A finished run of another seed (as a queued experiment would log) reaches the report without -f."""
+    from mlflow.tracking import MlflowClient
+
+    base, env = project
+    client = MlflowClient(f"sqlite:///{base / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("convbench").experiment_id
+    source = client.search_runs([experiment], "tags.family = 'resnet' and attributes.status = 'FINISHED'")[0]
+    copy = client.create_run(experiment, tags={"family": "resnet"}).info.run_id
+    client.log_batch(copy, params=[Param(k, "7" if k == "train.seed" else v) for k, v in source.data.params.items()])
+    client.log_metric(copy, "test_accuracy", source.data.metrics["test_accuracy"] + 0.01)
+    client.set_terminated(copy)
+    out = run(["dvc", "repro"], base, env)
+    assert stages_run(out) == {"runs", "report"}, out
+    seeds = (base / "reports" / "comparison.md").read_text().split("## Repeated seeds")[1].split("\n## ")[0]
+    resnet = next(line for line in seeds.splitlines() if line.startswith("| ResNet"))
+    assert resnet.split("|")[2].strip() == "2"
 
 
 def test_metrics_are_listed_by_dvc(project: tuple[Path, dict[str, str]]) -> None:
@@ -52,7 +74,7 @@ def test_metrics_are_listed_by_dvc(project: tuple[Path, dict[str, str]]) -> None
 def test_changing_resnext_cardinality_reruns_only_its_chain(project: tuple[Path, dict[str, str]]) -> None:
     base, env = project
     out = run(["dvc", "exp", "run", "-S", "resnext.cardinality=2"], base, env)
-    assert stages_run(out) == {"train@resnext", "evaluate@resnext", "report"}, out
+    assert stages_run(out) == {"train@resnext", "evaluate@resnext", "runs", "report"}, out
     lock = yaml.safe_load((base / "dvc.lock").read_text())
     assert lock["stages"]["train@resnext"]["params"]["params.yaml"]["resnext"]["cardinality"] == 2
     resnet = lock["stages"]["train@resnet"]["params"]["params.yaml"]["resnet"]
@@ -72,3 +94,17 @@ def test_training_runs_carry_their_dataset_in_mlflow(project: tuple[Path, dict[s
     inputs = runs[-1].inputs.dataset_inputs
     assert len(inputs) == 1 and inputs[0].dataset.name == "tiny"
     assert inputs[0].dataset.digest == hashlib.md5((base / "data" / "tiny.zip").read_bytes()).hexdigest()
+
+
+def test_the_design_cards_cardinality_64_experiment_at_fixed_complexity(project: tuple[Path, dict[str, str]]) -> None:
+    base, env = project
+    out = run(["dvc", "exp", "run", "-S", "resnext.cardinality=64"], base, env)
+    assert stages_run(out) == {"train@resnext", "evaluate@resnext", "runs", "report"}, out
+    lock = yaml.safe_load((base / "dvc.lock").read_text())["stages"]["train@resnext"]["params"]["params.yaml"]
+    assert lock["resnext"]["base_width"] == "auto" and lock["resnext"]["cardinality"] == 64
+    section = (base / "reports" / "comparison.md").read_text().split("## ResNeXt: accuracy against")[1].split("\n## ")[0]
+    rows = {cells[0]: cells[1:] for line in section.splitlines() if line.startswith("| ")
+            for cells in [[c.strip() for c in line.strip("|").split("|")]] if cells[0][:1].isdigit()}
+    assert set(rows) >= {"64 (baseline)", "4"}  # the new setting next to the default one, with both sizes
+    assert rows["64 (baseline)"][2] == "1.00x" and rows["4"][2].endswith("x") and rows["4"][2] != "1.00x"
+    assert "per doubling of C" in section

@@ -17,7 +17,8 @@ from convbench.evaluation import markdown as md
 from convbench.evaluation.evaluate import SplitScores, split_metrics, write_eval_dir
 from convbench.evaluation.report import cardinality_section, write_report
 from convbench.evaluation.stats import bootstrap_ci, mcnemar_exact
-from convbench.evaluation.sweep import Sweep
+from convbench.evaluation.studies import Runs
+from convbench.config import to_dict
 from convbench.params import parse_params
 from convbench.paths import Layout
 
@@ -115,9 +116,9 @@ def make_project(base: Path, hits: dict[str, np.ndarray] | None = None) -> dict[
     }
 
 
-def build(base: Path, sweep: Sweep = Sweep([], "MLflow not used in this test"), **kwargs: Any) -> str:
+def build(base: Path, runs: Runs = Runs([], "MLflow not used in this test"), **kwargs: Any) -> str:
     make_project(base, **kwargs)
-    path, _ = write_report(parse_params(SECTIONS), sweep, Layout(base))
+    path, _ = write_report(parse_params(SECTIONS), runs, Layout(base))
     return path.read_text()
 
 
@@ -142,7 +143,7 @@ def default(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[s
         "schema: '2.0'\nstages:\n  unzip:\n    cmd: x\n    deps:\n    - path: data/cifar10.zip\n"
         "      hash: md5\n      md5: 0123456789abcdef0123456789abcdef\n      size: 10\n")
     metrics = make_project(base)
-    path, results = write_report(parse_params(SECTIONS), Sweep([], "MLflow not used in this test"), Layout(base))
+    path, results = write_report(parse_params(SECTIONS), Runs([], "MLflow not used in this test"), Layout(base))
     assert [r.family for r in results] == ["vgg", "resnet", "resnext"]
     return base, path.read_text(), metrics
 
@@ -250,25 +251,58 @@ def test_per_class_table_marks_best_model_per_class(default: tuple) -> None:
     assert rows["cat"][:2] == [md.pct(16 / 20), md.pct(16 / 20)]  # not bold: ResNeXt is better
 
 
+def mlflow_run(family: str, seed: int, accuracy: float, **model: Any) -> dict[str, Any]:
+    """One entry of reports/runs.json: a finished run of ``family`` with SECTIONS' model except ``model``."""
+    config = {k: str(v) for k, v in to_dict(parse_params(SECTIONS).models[family]).items()}
+    params = 1e5 * model.get("cardinality", 1)
+    return {"run_id": f"{family}{seed}{accuracy}", "family": family, "seed": seed, "start_time": seed,
+            "model": config | {k: str(v) for k, v in model.items()}, "test_accuracy": accuracy,
+            "model_params": model.pop("params", params), "model_macs": 1e7}
+
+
 def test_cardinality_section_with_and_without_runs(tmp_path: Path) -> None:
-    one = [{"cardinality": 8, "base_width": 16}]
-    without = "\n".join(cardinality_section(Sweep(one, None, considered=1), tmp_path))
-    assert "dvc exp run --queue -S resnext.cardinality=1,2,4,8,32" in without
-    assert "Fewer than two comparable (cardinality, base width) settings are in MLflow (found: C=8, d=16" in without
-    unreachable = "\n".join(cardinality_section(Sweep([], "cannot connect to http://x (refused)"), tmp_path))
-    assert "MLflow could not be queried: cannot connect to http://x (refused)" in unreachable
-    assert "dvc queue start" in unreachable
+    params = parse_params(SECTIONS)
+    one = Runs([mlflow_run("resnext", 0, 0.8)])
+    without = "\n".join(cardinality_section(one, params, tmp_path))
+    assert "dvc exp run --queue -S resnext.cardinality=1,2,8,32" in without
+    assert "Fewer than two comparable cardinalities are in MLflow (found: 8x16d)" in without
+    unreachable = "\n".join(cardinality_section(Runs([], "MLflow tracking server http://x is not reachable"),
+                                                params, tmp_path))
+    assert "MLflow runs could not be read: MLflow tracking server http://x is not reachable" in unreachable
     assert not list(tmp_path.glob("*.png"))
 
-    rows = [{"cardinality": c, "base_width": 16, "run_id": f"{c:032d}", "run_name": "resnext",
-             "test_accuracy": acc, "test_accuracy_ci_low": acc - 0.02, "test_accuracy_ci_high": acc + 0.02,
-             "model_params": 1e5 * c, "model_macs": 1e7 * c} for c, acc in ((1, 0.80), (4, 0.86), (8, 0.83))]
-    text = build(tmp_path, Sweep(rows, None, 3))
+    runs = [mlflow_run("resnext", seed, acc + 0.01 * seed, cardinality=c, base_width=d, params=p)
+            for c, d, acc, p in ((2, 30, 0.80, 1.0e5), (8, 16, 0.83, 1.02e5), (32, 6, 0.86, 1.3e5)) for seed in (0, 1)]
+    runs.append(mlflow_run("resnext", 0, 0.99, cardinality=4, base_width=16, depth=20))  # another model: not shown
+    text = build(tmp_path, Runs(runs))
     table = table_rows(text, "Cardinality C")
-    assert list(table) == ["1", "4", "8"]
-    assert table["4"][4] == md.pct(0.86)
-    assert "The best setting is C=4, d=16" in text
+    assert list(table) == ["2", "8 (baseline)", "32"]
+    assert table["32"][1:3] == [md.count(1.3e5), "1.27x"] and table["2"][5] == "2"
+    assert table["8 (baseline)"][-1] == f"{md.pct(0.835)} ± {md.pct(0.01 / 2 ** 0.5)}"
+    assert "**Complexity did not stay fixed** for C=32 (1.27x the baseline's parameters)" in text
+    assert "per doubling of C over 6 run(s)" in text and "It holds here" in text
     assert (tmp_path / "reports" / "figures" / "cardinality.png").is_file()
+
+
+def test_seed_section_aggregates_seeds_and_pairs_them(tmp_path: Path) -> None:
+    single = build(tmp_path / "one", Runs([mlflow_run(f, 0, 0.8) for f in ("vgg", "resnet", "resnext")]))
+    assert "Every model has been trained with one seed only" in single
+    assert all(row[5] == "1" for row in table_rows(single, "Model").values())
+
+    accs = {"vgg": (0.80, 0.82, 0.81), "resnet": (0.84, 0.85, 0.86), "resnext": (0.83, 0.86, 0.82)}
+    runs = [mlflow_run(f, seed, a) for f, values in accs.items() for seed, a in enumerate(values)]
+    runs.append(mlflow_run("vgg", 0, 0.5, width=0.5))  # another VGG: excluded
+    runs.append(mlflow_run("vgg", 3, 0.7) | {"start_time": -1, "seed": 1})  # an older run of seed 1: replaced
+    text = build(tmp_path / "three", Runs(runs))
+    seeds = table_rows(text, "Model over seeds")
+    assert seeds["VGG-11"][:3] == ["3", f"{md.pct(0.81)} ± {md.pct(0.01)}", f"{md.pct(0.81 - 4.303 * 0.01 / 3 ** 0.5)} – "
+                                   f"{md.pct(0.81 + 4.303 * 0.01 / 3 ** 0.5)}"]
+    assert seeds["VGG-11"][3] == f"{md.pct(0.80)} – {md.pct(0.82)}"
+    pairs = table_rows(text, "Pair")
+    assert pairs["VGG-11 vs ResNet-18"][:3] == ["3", "ResNet-18 ahead in 3 of 3", "-4.00 points"]
+    assert pairs["ResNet-18 vs ResNeXt-29 8×16d"][1] == "ResNet-18 ahead in 2 of 3"
+    summary = table_rows(text, "Model")  # the first "Model" table is the summary: its Seeds column says 3
+    assert summary["VGG-11"][5] == "3"
 
 
 def test_footer_lists_changed_params_and_dataset_hash(default: tuple) -> None:
@@ -281,7 +315,7 @@ def test_footer_lists_changed_params_and_dataset_hash(default: tuple) -> None:
 
 def test_missing_metrics_is_a_one_line_error_naming_the_stage(tmp_path: Path) -> None:
     with pytest.raises(ConvbenchError, match="dvc repro evaluate"):
-        write_report(parse_params(SECTIONS), Sweep([], "off"), Layout(tmp_path))
+        write_report(parse_params(SECTIONS), Runs([], "off"), Layout(tmp_path))
 
 
 def test_report_stage_main_exits_2_without_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

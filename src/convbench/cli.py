@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "split": ("convbench.stages.split", "stratified train/val/test indices into data/split.json"),
     "train": ("convbench.stages.train", "train one family: convbench train {vgg,resnet,resnext}"),
     "evaluate": ("convbench.stages.evaluate", "test one family's best weights"),
+    "runs": ("convbench.stages.runs", "summarise the finished MLflow runs the report compares (seeds, cardinality)"),
     "report": ("convbench.stages.report", "write reports/comparison.md"),
     "predict": ("convbench.evaluation.predict", "classify image files with trained weights"),
     "tracking": ("convbench.tracking.__main__", "create the MLflow store once, before parallel runs; `sync`: send spooled calls"),

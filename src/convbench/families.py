@@ -10,6 +10,7 @@ families.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -153,16 +154,23 @@ class ResNeXtConfig:
     would get no channel is rejected. In the ``course`` layout ``width`` scales
     the stem and stage outputs only: the grouped width is ``cardinality *
     base_width`` everywhere, as in the notebook.
+
+    ``base_width: auto`` keeps the complexity fixed, as the ResNeXt paper's
+    Table 3 does: it becomes the base width whose parameter count (without the
+    classifier, which every C and d share) is closest to that of the same
+    network at ``complexity_of`` (``"4x32d"``: cardinality 4, base width 32).
+    So ``dvc exp run -S resnext.cardinality=64`` compares like with like.
     """
 
     depth: int = 29
     cardinality: int = 8
-    base_width: int = 64
+    base_width: int | Literal["auto"] = 64
     stem: Stem = "cifar"
     width: float = 1.0
     dropout: float = 0.0
     zero_init_residual: bool = False
     layout: Layout = "paper"
+    complexity_of: str = ""
 
     def __post_init__(self) -> None:
         require(
@@ -171,19 +179,61 @@ class ResNeXtConfig:
             f"{self.depth} is not a ResNeXt depth; choose one of {', '.join(map(str, RESNEXT_DEPTHS))}",
         )
         require(self.cardinality >= 1, "cardinality", f"must be at least 1 group, got {self.cardinality}")
-        require(self.base_width >= 1, "base_width", f"must be at least 1 channel per group, got {self.base_width}")
         check_width_dropout(self.width, self.dropout)
-        if self.layout == "course":
-            return
+        if self.base_width == "auto":
+            cardinality, base_width = parse_complexity(self.complexity_of)
+            require(self.fits(cardinality, base_width), "complexity_of",
+                    f"{self.complexity_of} is not a valid setting at width {self.width:g}")
+            object.__setattr__(self, "base_width", self.matched_base_width(cardinality, base_width))
+        require(self.base_width >= 1, "base_width", f"must be at least 1 channel per group, got {self.base_width}")
         planes = scale_channels(64, self.width)
         grouped = planes * self.base_width / 64 * self.cardinality
         require(
-            planes * self.base_width // 64 >= 1,
+            self.fits(self.cardinality, self.base_width),
             "cardinality",
             f"{self.cardinality} groups do not divide the first stage's grouped width of {grouped:g} channels "
             f"(width {self.width:g}, base_width {self.base_width}); use width >= "
             f"{math.ceil(64 / self.base_width) / 64:g}, a larger base_width or a smaller cardinality",
         )
+
+    def fits(self, cardinality: int, base_width: int) -> bool:
+        """Whether every group of the first stage gets at least one channel."""
+        return self.layout == "course" or scale_channels(64, self.width) * base_width // 64 >= 1
+
+    def feature_params(self, cardinality: int, base_width: int) -> int:
+        """Parameters of this network at ``cardinality`` x ``base_width``, classifier excluded, from the shapes."""
+        course = self.layout == "course"
+        channels = scale_channels(64, self.width)
+        total = 3 * (49 if self.stem == "imagenet" else 9) * channels + 2 * channels
+        inplanes = channels
+        for stage, blocks in enumerate(RESNEXT_DEPTHS[self.depth]):
+            planes = scale_channels(64 * 2**stage, self.width)
+            inner = cardinality * base_width if course else planes * base_width // 64 * cardinality
+            out = planes * (1 if course else 4)
+            for block in range(blocks):
+                total += inplanes * inner + 9 * inner * inner // cardinality + inner * out + 4 * inner + 2 * out
+                if block == 0 and (stage > 0 or inplanes != out):
+                    total += inplanes * out + 2 * out
+                inplanes = out
+        return total
+
+    def matched_base_width(self, cardinality: int, base_width: int) -> int:
+        """The smallest base width whose parameter count at this cardinality is closest to ``cardinality x base_width``."""
+        target = self.feature_params(cardinality, base_width)
+        candidates = [d for d in range(1, MAX_BASE_WIDTH + 1) if self.fits(self.cardinality, d)]
+        return min(candidates, key=lambda d: abs(self.feature_params(self.cardinality, d) - target))
+
+
+MAX_BASE_WIDTH = 1024
+"""The largest base width ``auto`` considers."""
+
+
+def parse_complexity(text: str) -> tuple[int, int]:
+    """``"4x32d"`` -> ``(4, 32)``; raises ConfigError naming ``complexity_of``."""
+    match = re.fullmatch(r"(\d+)x(\d+)d", text.strip())
+    require(bool(match) and int(match.group(1)) >= 1 and int(match.group(2)) >= 1, "complexity_of",
+            f"{text!r} is not a setting like '4x32d' (cardinality x base width); base_width: auto needs one")
+    return int(match.group(1)), int(match.group(2))
 
 
 # -- the families ------------------------------------------------------------------------------------

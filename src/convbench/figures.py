@@ -140,25 +140,24 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, *, captions: Se
 
 
 def cardinality_plot(rows: Sequence[Mapping[str, float | None]], path: Path) -> None:
-    """Test accuracy against cardinality, one line per base width, labelled with params and MACs.
+    """Mean test accuracy against cardinality (log2 axis), one standard deviation over seeds as error bars.
 
-    ``rows`` are :class:`~convbench.evaluation.sweep.Sweep` rows (``cardinality``,
-    ``base_width``, ``test_accuracy``, optional ``model_params``/``model_macs``).
+    ``rows`` hold ``cardinality``, ``base_width``, ``mean``, ``sd`` (None for
+    one seed) and ``params_ratio`` (parameters relative to the baseline setting).
     """
     fig = Figure(figsize=(6.5, 4), layout="constrained")
     ax = fig.subplots()
-    widths = sorted({int(r["base_width"]) for r in rows})
-    for color, width in zip(_COLORS * 4, widths):
-        points = sorted((r for r in rows if int(r["base_width"]) == width), key=lambda r: r["cardinality"])
-        xs = [r["cardinality"] for r in points]
-        ys = [100 * r["test_accuracy"] for r in points]
-        ax.plot(xs, ys, "o-", color=color, label=f"base width {width}")
-        for r, x, y in zip(points, xs, ys):
-            if r.get("model_params") and r.get("model_macs"):
-                ax.annotate(f"{r['model_params'] / 1e6:.2f}M params, {r['model_macs'] / 1e6:.0f}M MACs", (x, y),
-                            textcoords="offset points", xytext=(4, 4), fontsize=7)
+    points = sorted(rows, key=lambda r: r["cardinality"])
+    xs = [r["cardinality"] for r in points]
+    ys = [100 * r["mean"] for r in points]
+    errors = [100 * (r["sd"] or 0.0) for r in points]
+    ax.errorbar(xs, ys, yerr=errors, fmt="o-", color=_COLORS[0], capsize=4)
+    for r, x, y in zip(points, xs, ys):
+        ratio = f", {r['params_ratio']:.2f}x params" if r.get("params_ratio") else ""
+        ax.annotate(f"{int(r['cardinality'])}x{int(r['base_width'])}d{ratio}", (x, y), textcoords="offset points",
+                    xytext=(4, 6), fontsize=7)
     ax.set_xscale("log", base=2)
-    ax.set(xlabel="cardinality (groups)", ylabel="test accuracy (%)", title="ResNeXt: accuracy vs cardinality")
+    ax.set(xlabel="cardinality C (groups)", ylabel="test accuracy (%)",
+           title="ResNeXt at fixed complexity: accuracy vs cardinality")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
     _save(fig, path)

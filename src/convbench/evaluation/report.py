@@ -1,9 +1,9 @@
 """reports/comparison.md: the three families side by side, with figures and a data-driven discussion.
 
-All numbers come from the files the train and evaluate stages write (so a DVC
-run-cache restore, which skips the scripts, still gives a correct report); only
-the cardinality study reads MLflow, because only the tracking store remembers
-other parameter settings.
+All numbers come from files: what the train and evaluate stages write (so a DVC
+run-cache restore, which skips the scripts, still gives a correct report), and
+``reports/runs.json``, the ``runs`` stage's summary of the MLflow runs of other
+seeds and other cardinalities (see :mod:`convbench.evaluation.studies`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from convbench.data.format import Cache, atomic_write_bytes, load_cache
 from convbench.evaluation import discussion, provenance
 from convbench.evaluation import markdown as md
 from convbench.evaluation.results import FamilyResult, load_results
-from convbench.evaluation.sweep import Sweep
+from convbench.evaluation.studies import (
+    COMPLEXITY_TOLERANCE, Runs, Trend, cardinality_groups, cardinality_trend, seed_pair, seed_runs, seed_stats,
+)
 from convbench.families import FAMILIES
 from convbench.params import Params
 from convbench.paths import Layout
@@ -31,7 +33,8 @@ GALLERY_SIZE = 16
 """Misclassified images shown per model: the most confident mistakes."""
 GALLERY_COLUMNS = 8
 """Images per row of the gallery."""
-SWEEP_COMMAND = "dvc exp run --queue -S resnext.cardinality=1,2,4,8,32 && dvc queue start"
+SWEEP_COMMAND = "dvc exp run --queue -S resnext.cardinality=1,2,8,32 && dvc queue start -j 1"
+SEED_COMMAND = "dvc exp run --queue -S train.seed=1,2 && dvc queue start -j 1"
 
 
 def family_configs(params: Params) -> dict[str, dict[str, Any]]:
@@ -39,8 +42,8 @@ def family_configs(params: Params) -> dict[str, dict[str, Any]]:
     return {f: to_dict(params.models[f]) for f in FAMILIES}
 
 
-def summary_columns() -> list[md.Column]:
-    """The course's table (validation/test loss and accuracy) plus cost, confidence and speed."""
+def summary_columns(seeds: dict[str, int]) -> list[md.Column]:
+    """The course's table (validation/test loss and accuracy) plus cost, confidence, seeds and speed."""
     def m(*keys: str) -> Any:
         return lambda r: r.metric(*keys)
 
@@ -51,6 +54,7 @@ def summary_columns() -> list[md.Column]:
         md.Column("Test acc", m("test", "accuracy"), md.pct, "higher"),
         md.Column("95 % CI", m("test", "accuracy_ci"),
                   lambda v: md.MISSING if not v else f"{md.pct(v[0])} – {md.pct(v[1])}"),
+        md.Column("Seeds", lambda r: seeds.get(r.family, 1), str),
         md.Column("Macro-F1", m("test", "macro_f1"), lambda v: md.MISSING if v is None else f"{v:.4f}", "higher"),
         md.Column("Params", m("params"), md.count, "lower"),
         md.Column("MACs", m("macs"), md.count, "lower"),
@@ -63,8 +67,8 @@ def summary_columns() -> list[md.Column]:
     ]
 
 
-def summary_section(results: Sequence[FamilyResult], label_smoothing: float) -> list[str]:
-    columns = summary_columns()
+def summary_section(results: Sequence[FamilyResult], label_smoothing: float, seeds: dict[str, int]) -> list[str]:
+    columns = summary_columns(seeds)
     smoothing = (f"; the learning curves below show the training objective (label smoothing {label_smoothing:g}), "
                  "so their losses are higher" if label_smoothing > 0 else "")
     rows = md.compare_rows(results, lambda r: r.name, columns)
@@ -148,46 +152,107 @@ def gallery_section(results: Sequence[FamilyResult], cache: Cache | None, figdir
     return lines
 
 
-def cardinality_section(sweep: Sweep, figdir: Path) -> list[str]:
-    lines = ["## ResNeXt: accuracy against cardinality", ""]
-    how = (f"To measure it, queue one run per cardinality on the same data and recipe (`{SWEEP_COMMAND}`, "
-           "pick values that divide the group width), then regenerate this report with `dvc repro -f report` "
-           "or `convbench report` (DVC cannot see new MLflow runs). Runs are read from MLflow (experiment "
-           "`convbench`, tag `family=resnext`, finished, with a logged `test_accuracy`, and the same "
-           "`data.*`, `train.*` and other `model.*` params as this workspace).")
-    if sweep.error:
-        return lines + [f"MLflow could not be queried: {sweep.error}. This section is the only one that needs "
-                        f"the tracking store; everything else comes from files. {how}", ""]
-    if len(sweep.rows) < 2:
-        found = ", ".join(f"C={r['cardinality']}, d={r['base_width']}" for r in sweep.rows) or "none"
-        return lines + [f"Fewer than two comparable (cardinality, base width) settings are in MLflow (found: "
-                        f"{found}, of {sweep.considered} finished ResNeXt run(s)). {how}", ""]
+def seeds_section(results: Sequence[FamilyResult], runs: Runs, params: Params) -> list[str]:
+    """Test accuracy over repeated seeds per family, and each pair compared seed by seed."""
+    lines = ["## Repeated seeds", ""]
+    how = (f"Add seeds with `{SEED_COMMAND}` (or `dvc exp run -S train.seed=N`), then `dvc repro`: the report "
+           "groups every finished MLflow run with this workspace's data, recipe and model params by seed.")
+    if runs.error:
+        return lines + [f"MLflow runs could not be read: {runs.error}. {how}", ""]
+    per_family = {r.family: seed_runs(runs, params, r.family) for r in results}
+    if all(len(v) < 2 for v in per_family.values()):
+        return lines + ["Every model has been trained with one seed only, so the ranking above rests on one "
+                        "training each: McNemar's test says whether these trained models differ on the test "
+                        "set, not whether the architectures do (another seed can reorder close models). "
+                        + how, ""]
     rows = []
-    for r in sweep.rows:
-        ci = (f"{md.pct(r['test_accuracy_ci_low'])} – {md.pct(r['test_accuracy_ci_high'])}"
-              if r.get("test_accuracy_ci_low") is not None else md.MISSING)
-        rows.append([str(r["cardinality"]), str(r["base_width"]), str(r["cardinality"] * r["base_width"]),
-                     md.count(r.get("model_params")), md.count(r.get("model_macs")), md.pct(r["test_accuracy"]),
-                     ci, f"`{r['run_id'][:8]}`"])
-    figures.cardinality_plot(sweep.rows, figdir / "cardinality.png")
-    best = max(sweep.rows, key=lambda r: r["test_accuracy"])
-    worst = min(sweep.rows, key=lambda r: r["test_accuracy"])
-    overlap = (best.get("test_accuracy_ci_low") is not None and worst.get("test_accuracy_ci_high") is not None
-               and best["test_accuracy_ci_low"] <= worst["test_accuracy_ci_high"])
-    if best["test_accuracy"] == worst["test_accuracy"]:
-        verdict = (f"Every setting scores the same test accuracy ({md.pct(best['test_accuracy'])}): "
-                   "no effect of cardinality is visible.")
-    else:
-        verdict = (f"The best setting is C={best['cardinality']}, d={best['base_width']} "
-                   f"({md.pct(best['test_accuracy'])}), the worst C={worst['cardinality']}, d={worst['base_width']} "
-                   f"({md.pct(worst['test_accuracy'])}); "
-                   + ("their 95 % intervals overlap, so this sweep does not resolve an effect of cardinality."
-                      if overlap else "the spread exceeds the bootstrap intervals."))
-    return lines + [md.table(["Cardinality C", "Base width d", "Group width C×d", "Params", "MACs", "Test acc",
-                              "95 % CI", "MLflow run"], rows), "",
-                    _figure("ResNeXt test accuracy against cardinality", "cardinality.png"), "", verdict,
-                    "Like Table 3 of the ResNeXt paper, compare rows at similar MACs: raising C at fixed d widens "
-                    "the block and adds cost, lowering d as C grows keeps cost constant.", ""]
+    for r in results:
+        chosen = per_family[r.family]
+        if not chosen:
+            rows.append([r.name, "0", *[md.MISSING] * 4])
+            continue
+        st = seed_stats([x["test_accuracy"] for x in chosen])
+        rows.append([r.name, str(st.n), f"{md.pct(st.mean)} ± {md.pct(st.sd) if st.sd is not None else md.MISSING}",
+                     f"{md.pct(st.ci[0])} – {md.pct(st.ci[1])}" if st.ci else md.MISSING,
+                     f"{md.pct(st.low)} – {md.pct(st.high)}", ", ".join(str(x["seed"]) for x in chosen)])
+    lines += [md.table(["Model over seeds", "Seeds n", "Mean ± sd", "95 % CI of the mean (t)", "Min – max", "Seeds"], rows), ""]
+    pair_rows = []
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            pair = seed_pair(per_family[a.family], per_family[b.family])
+            if pair.seeds == 0:
+                continue
+            leader, ahead = (a, pair.a_ahead) if pair.mean_difference >= 0 else (b, pair.b_ahead)
+            pair_rows.append([f"{a.name} vs {b.name}", str(pair.seeds),
+                              f"{leader.name} ahead in {ahead} of {pair.seeds}",
+                              f"{100 * pair.mean_difference:+.2f} points",
+                              md.MISSING if pair.p_value is None else md.p_value(pair.p_value)])
+    lines += [md.table(["Pair", "Shared seeds", "Same order", "Mean difference (A − B)", "Paired t-test p"],
+                       pair_rows), "",
+              "The t interval and the paired t-test treat seeds as independent draws of the training noise; with "
+              "few seeds they are wide and the test has little power. A pair ordered the same way in every seed "
+              "with p < 0.05 is an architecture difference at this recipe; otherwise it is within seed noise. "
+              "McNemar's test above compares this workspace's seed only.", ""]
+    return lines
+
+
+def cardinality_section(runs: Runs, params: Params, figdir: Path) -> list[str]:
+    """ResNeXt accuracy against cardinality at (ideally) fixed complexity, seeds aggregated, with a trend test."""
+    lines = ["## ResNeXt: accuracy against cardinality at fixed complexity", ""]
+    resnext = params.models["resnext"]
+    how = (f"To measure it, keep `resnext.base_width: auto` (it keeps the parameter count of "
+           f"`complexity_of`, as Table 3 of the ResNeXt paper does) and queue one run per cardinality "
+           f"(`{SWEEP_COMMAND}`), then `dvc repro`. Runs are read from MLflow: finished, with a test accuracy, "
+           "and the same data, recipe and other ResNeXt params as this workspace.")
+    if runs.error:
+        return lines + [f"MLflow runs could not be read: {runs.error}. {how}", ""]
+    groups = cardinality_groups(runs, params)
+    if len(groups) < 2:
+        found = ", ".join(f"{g.cardinality}x{g.base_width}d" for g in groups) or "none"
+        return lines + [f"Fewer than two comparable cardinalities are in MLflow (found: {found}). {how}", ""]
+    baseline = next((g for g in groups if (g.cardinality, g.base_width) == (resnext.cardinality, resnext.base_width)),
+                    groups[0])
+    rows = []
+    for g in groups:
+        mark = " (baseline)" if g is baseline else ""
+        rows.append([f"{g.cardinality}{mark}", str(g.base_width), md.count(g.params), _ratio(g.params, baseline.params),
+                     md.count(g.macs), _ratio(g.macs, baseline.macs), str(g.accuracy.n),
+                     f"{md.pct(g.accuracy.mean)}" + (f" ± {md.pct(g.accuracy.sd)}" if g.accuracy.sd else "")])
+    figures.cardinality_plot(
+        [{"cardinality": g.cardinality, "base_width": g.base_width, "mean": g.accuracy.mean, "sd": g.accuracy.sd,
+          "params_ratio": (g.params / baseline.params) if g.params and baseline.params else None} for g in groups],
+        figdir / "cardinality.png")
+    lines += [md.table(["Cardinality C", "Base width d", "Params", "× baseline", "MACs", "× baseline", "Seeds",
+                        "Test acc (mean ± sd)"], rows), "",
+              _figure("ResNeXt test accuracy against cardinality", "cardinality.png"), ""]
+    off = [g for g in groups if g.params and baseline.params
+           and abs(g.params / baseline.params - 1) > COMPLEXITY_TOLERANCE]
+    if off:
+        lines += ["**Complexity did not stay fixed** for " + ", ".join(
+            f"C={g.cardinality} ({g.params / baseline.params:.2f}x the baseline's parameters)" for g in off)
+            + f": beyond ±{COMPLEXITY_TOLERANCE:.0%}, its accuracy also reflects its size, not only its "
+              "cardinality.", ""]
+    return lines + [_trend_verdict(cardinality_trend(groups)), ""]
+
+
+def _ratio(value: float | None, baseline: float | None) -> str:
+    return md.MISSING if not value or not baseline else f"{value / baseline:.2f}x"
+
+
+def _trend_verdict(trend: Trend | None) -> str:
+    """Whether the paper's claim (accuracy rises with cardinality at equal complexity) holds here."""
+    claim = "The ResNeXt paper's Table 3 finds accuracy rising with cardinality at fixed complexity."
+    if trend is None:
+        return f"{claim} Too few settings here to fit a trend."
+    slope = f"{100 * trend.slope:+.2f} points per doubling of C over {trend.points} run(s)"
+    if trend.ci is None:
+        return f"{claim} Here: {slope}; with so few runs there is no interval, so the trend is not resolved."
+    interval = f"95 % CI {100 * trend.ci[0]:+.2f} to {100 * trend.ci[1]:+.2f}"
+    if trend.ci[0] > 0:
+        return f"{claim} It holds here: {slope} ({interval})."
+    if trend.ci[1] < 0:
+        return f"{claim} Here the opposite: {slope} ({interval})."
+    return f"{claim} Not resolved here: {slope}, but the {interval} includes no change."
 
 
 def footer(results: Sequence[FamilyResult], params: Params, base: Path) -> list[str]:
@@ -210,7 +275,7 @@ def footer(results: Sequence[FamilyResult], params: Params, base: Path) -> list[
     return lines + ["", "Regenerate with `dvc repro` (or `convbench report` after the evaluate stages).", ""]
 
 
-def render(results: Sequence[FamilyResult], params: Params, cache: Cache | None, sweep: Sweep,
+def render(results: Sequence[FamilyResult], params: Params, cache: Cache | None, runs: Runs,
            figdir: Path, base: Path) -> str:
     """The whole comparison.md text; draws its figures into ``figdir`` on the way."""
     pairs = discussion.all_pairs(results)
@@ -225,7 +290,8 @@ def render(results: Sequence[FamilyResult], params: Params, cache: Cache | None,
     ]
     sections = [
         intro,
-        summary_section(results, params.train.label_smoothing),
+        summary_section(results, params.train.label_smoothing,
+                        {r.family: max(1, len(seed_runs(runs, params, r.family))) for r in results}),
         ["## Discussion", "",
          "Generated from the numbers above: which model is best and whether the difference is real; how "
          "ResNeXt's cardinality and grouped convolutions show in its size, cost and accuracy against ResNet and "
@@ -241,13 +307,14 @@ def render(results: Sequence[FamilyResult], params: Params, cache: Cache | None,
         confusion_section(results, figdir),
         per_class_section(results, figdir),
         gallery_section(results, cache, figdir),
-        cardinality_section(sweep, figdir),
+        seeds_section(results, runs, params),
+        cardinality_section(runs, params, figdir),
         footer(results, params, base),
     ]
     return "\n".join(line for section in sections for line in section).rstrip() + "\n"
 
 
-def write_report(params: Params, sweep: Sweep, layout: Layout = Layout()) -> tuple[Path, list[FamilyResult]]:
+def write_report(params: Params, runs: Runs, layout: Layout = Layout()) -> tuple[Path, list[FamilyResult]]:
     """Write reports/comparison.md and reports/figures/*.png; returns the Markdown path and the results."""
     results = load_results(layout, family_configs(params))
     figdir = layout.reports / "figures"
@@ -255,7 +322,7 @@ def write_report(params: Params, sweep: Sweep, layout: Layout = Layout()) -> tup
     for stale in figdir.glob("*.png"):  # the folder is this stage's output: drop figures of absent models
         stale.unlink()
     cache = load_cache(layout.cache) if layout.cache.is_file() else None
-    text = render(results, params, cache, sweep, figdir, layout.base)
+    text = render(results, params, cache, runs, figdir, layout.base)
     path = layout.reports / "comparison.md"
     atomic_write_bytes(path, text.encode())
     return path, results

@@ -6,7 +6,7 @@ import argparse
 
 from convbench.errors import run_stage
 from convbench.evaluation.report import headline_metrics, log_report, write_report
-from convbench.evaluation.sweep import query
+from convbench.evaluation.studies import load_runs
 from convbench.params import load_params
 from convbench.paths import Layout
 
@@ -17,11 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
 
     def body() -> None:
-        from convbench.tracking.store import tracking_uri
-
         params = load_params()
         layout = Layout()
-        path, results = write_report(params, query(tracking_uri(), params), layout)
+        path, results = write_report(params, load_runs(layout.reports / "runs.json"), layout)
         log_report(path, layout.reports / "figures", headline_metrics(results))
         print(f"wrote {path} ({len(results)} model(s)) and {layout.reports / 'figures'}/")
 

@@ -11,8 +11,8 @@ from typing import Any
 from convbench.tracking.store import EXPERIMENT, store_problem
 
 
-def finished_runs(uri: str, filter_string: str) -> tuple[list[Any], str | None]:
-    """Finished runs of the experiment that match ``filter_string``, newest first, or ``([], why not)``."""
+def finished_runs(uri: str, filter_string: str = "") -> tuple[list[Any], str | None]:
+    """Finished runs of the experiment that match ``filter_string`` (all if empty), newest first, or ``([], why not)``."""
     reason = store_problem(uri)
     if reason:
         return [], reason
@@ -25,7 +25,7 @@ def finished_runs(uri: str, filter_string: str) -> tuple[list[Any], str | None]:
             return [], f"the store {uri} has no {EXPERIMENT!r} experiment yet"
         runs = client.search_runs(
             [experiment.experiment_id],
-            filter_string=f"{filter_string} and attributes.status = 'FINISHED'",
+            filter_string=" and ".join(f for f in (filter_string, "attributes.status = 'FINISHED'") if f),
             order_by=["attributes.start_time DESC"],
             max_results=5000,
         )

@@ -1,0 +1,208 @@
+"""The runs beyond the workspace's own: repeated seeds and the cardinality study, from ``reports/runs.json``.
+
+Only the tracking store remembers runs of other seeds and other cardinalities
+(DVC's workspace holds one), so the ``runs`` stage reads them from MLflow into a
+sorted, deterministic ``reports/runs.json`` (:func:`collect`): every finished run
+with a test accuracy on the same data and recipe as this workspace, whatever
+its seed and model. The report then groups them here: seeds of the same model
+(:func:`seed_runs`, :func:`seed_stats`, :func:`seed_pair`), and ResNeXt settings
+that differ only in cardinality and base width (:func:`cardinality_groups`,
+:func:`cardinality_trend`). Every failure to read the store becomes a message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from convbench.config import to_dict
+from convbench.families import FAMILIES
+from convbench.params import Params
+
+SEED = "train.seed"
+IGNORED = frozenset({"train.threads", "train.eval_batch_size", "train.device", SEED})
+"""Settings that change speed or the seed, not the recipe; runs differing only in these are comparable."""
+SWEPT = ("cardinality", "base_width")
+METRICS = ("test_accuracy", "test_accuracy_ci_low", "test_accuracy_ci_high", "model_params", "model_macs")
+COMPLEXITY_TOLERANCE = 0.10
+"""A cardinality setting whose parameter count is further than this from the baseline's is not at fixed complexity."""
+
+
+@dataclass(frozen=True)
+class Runs:
+    """The comparable finished runs (plain dicts, see :func:`collect`), or why there are none."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def recipe_params(params: Params) -> dict[str, str]:
+    """The ``data.*`` and ``train.*`` params a comparable run must share, as training logs them."""
+    return {k: v for k, v in params.run_params(FAMILIES[0]).items()
+            if k.startswith(("data.", "train.")) and k not in IGNORED}
+
+
+def _comparable(run_params: Mapping[str, str], reference: Mapping[str, str]) -> bool:
+    """Every reference setting the run logged has the reference's value (runs from before a key existed match)."""
+    return all(run_params[k] == v for k, v in reference.items() if k in run_params)
+
+
+def collect(uri: str, params: Params) -> Runs:
+    """Every finished run in ``uri`` with a test accuracy and this workspace's data and recipe, sorted."""
+    from convbench.tracking.queries import finished_runs
+
+    found, error = finished_runs(uri, "")
+    if error:
+        return Runs([], error)
+    reference = recipe_params(params)
+    runs = []
+    for run in found:
+        p, m = run.data.params, run.data.metrics
+        if p.get("family") not in FAMILIES or "test_accuracy" not in m or SEED not in p:
+            continue
+        if not _comparable(p, reference):
+            continue
+        runs.append({
+            "run_id": run.info.run_id, "family": p["family"], "seed": int(p[SEED]),
+            "start_time": run.info.start_time,
+            "model": {k.removeprefix("model."): v for k, v in sorted(p.items()) if k.startswith("model.")},
+            **{name: m.get(name) for name in METRICS},
+        })
+    runs.sort(key=lambda r: (FAMILIES.index(r["family"]), json.dumps(r["model"]), r["seed"], r["run_id"]))
+    return Runs(runs)
+
+
+def encode_runs(runs: Runs) -> bytes:
+    """The bytes of ``reports/runs.json`` (stable: same runs, same bytes, so DVC re-runs the report only then)."""
+    return (json.dumps({"error": runs.error, "runs": runs.runs}, indent=1, sort_keys=True) + "\n").encode()
+
+
+def load_runs(path: Path) -> Runs:
+    if not path.is_file():
+        return Runs([], f"{path} is missing (the `runs` stage writes it)")
+    data = json.loads(path.read_text())
+    return Runs(data["runs"], data["error"])
+
+
+def _model_matches(run: Mapping[str, Any], config: Mapping[str, str], skip: Sequence[str] = ()) -> bool:
+    return all(run["model"].get(k, v) == v for k, v in config.items() if k not in skip)
+
+
+def _config_strings(params: Params, family: str) -> dict[str, str]:
+    return {k: str(v) for k, v in to_dict(params.models[family]).items()}
+
+
+def _newest_per_seed(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    latest: dict[int, Mapping[str, Any]] = {}
+    for run in runs:
+        if run["seed"] not in latest or run["start_time"] > latest[run["seed"]]["start_time"]:
+            latest[run["seed"]] = run
+    return [dict(latest[s]) for s in sorted(latest)]
+
+
+def seed_runs(runs: Runs, params: Params, family: str) -> list[dict[str, Any]]:
+    """``family``'s runs of exactly this workspace's model, one per seed (the newest), by seed."""
+    config = _config_strings(params, family)
+    return _newest_per_seed([r for r in runs.runs if r["family"] == family and _model_matches(r, config)])
+
+
+@dataclass(frozen=True)
+class SeedStats:
+    """Test accuracy over seeds: mean, sample standard deviation, t-based 95 % interval of the mean, range."""
+
+    n: int
+    mean: float
+    sd: float | None
+    ci: tuple[float, float] | None
+    low: float
+    high: float
+
+
+def seed_stats(values: Sequence[float]) -> SeedStats:
+    a = np.asarray(values, dtype=float)
+    if len(a) < 2:
+        return SeedStats(len(a), float(a.mean()), None, None, float(a.min()), float(a.max()))
+    sd = float(a.std(ddof=1))
+    half = float(scipy_stats.t.ppf(0.975, len(a) - 1)) * sd / math.sqrt(len(a))
+    return SeedStats(len(a), float(a.mean()), sd, (float(a.mean()) - half, float(a.mean()) + half),
+                     float(a.min()), float(a.max()))
+
+
+@dataclass(frozen=True)
+class SeedPair:
+    """Two families over the seeds both have: how often A beat B, and a paired t-test of their accuracies."""
+
+    seeds: int
+    a_ahead: int
+    b_ahead: int
+    mean_difference: float
+    p_value: float | None
+
+
+def seed_pair(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> SeedPair:
+    """Pair ``a`` and ``b`` (from :func:`seed_runs`) by seed; the test needs at least two shared seeds."""
+    by_seed = {r["seed"]: r["test_accuracy"] for r in b}
+    pairs = [(r["test_accuracy"], by_seed[r["seed"]]) for r in a if r["seed"] in by_seed]
+    x, y = (np.asarray(v, dtype=float) for v in zip(*pairs)) if pairs else (np.empty(0), np.empty(0))
+    p = None
+    if len(pairs) >= 2:
+        p = 1.0 if np.allclose(x, y) else float(scipy_stats.ttest_rel(x, y).pvalue)
+    return SeedPair(len(pairs), int((x > y).sum()), int((y > x).sum()),
+                    float((x - y).mean()) if pairs else 0.0, p)
+
+
+@dataclass(frozen=True)
+class CardinalityGroup:
+    """One (cardinality, base width) setting of the workspace's ResNeXt, over its seeds."""
+
+    cardinality: int
+    base_width: int
+    params: float | None
+    macs: float | None
+    accuracy: SeedStats
+    runs: list[dict[str, Any]]
+
+
+def cardinality_groups(runs: Runs, params: Params) -> list[CardinalityGroup]:
+    """ResNeXt runs that differ from the workspace's only in cardinality and base width (and seed), by C."""
+    config = _config_strings(params, "resnext")
+    settings: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for run in runs.runs:
+        if run["family"] == "resnext" and _model_matches(run, config, skip=(*SWEPT, "complexity_of")):
+            key = (int(run["model"]["cardinality"]), int(run["model"]["base_width"]))
+            settings.setdefault(key, []).append(run)
+    groups = []
+    for (cardinality, base_width), members in sorted(settings.items()):
+        chosen = _newest_per_seed(members)
+        groups.append(CardinalityGroup(cardinality, base_width, chosen[0].get("model_params"),
+                                       chosen[0].get("model_macs"),
+                                       seed_stats([r["test_accuracy"] for r in chosen]), chosen))
+    return groups
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Least-squares change of test accuracy per doubling of cardinality, with its 95 % interval."""
+
+    slope: float
+    ci: tuple[float, float] | None
+    points: int
+
+
+def cardinality_trend(groups: Sequence[CardinalityGroup]) -> Trend | None:
+    """Accuracy against log2(cardinality) over every run (each seed a point); None with fewer than 2 settings."""
+    points = [(math.log2(g.cardinality), r["test_accuracy"]) for g in groups for r in g.runs]
+    if len({x for x, _ in points}) < 2:
+        return None
+    fit = scipy_stats.linregress(*zip(*points))
+    if len(points) < 3:
+        return Trend(float(fit.slope), None, len(points))
+    half = float(scipy_stats.t.ppf(0.975, len(points) - 2)) * float(fit.stderr)
+    return Trend(float(fit.slope), (float(fit.slope) - half, float(fit.slope) + half), len(points))
