@@ -22,7 +22,7 @@ def test_course_recipe_runs_both_experiments_on_a_course_zip(tmp_path: Path) -> 
 
     first, second = out.split("dvc exp run ")[1:]
     assert stages_run(first) == ALL_STAGES, first[-3000:]
-    assert stages_run(second) == {"train@resnext", "evaluate@resnext", "report"}, second[-3000:]
+    assert stages_run(second) == {"train@resnext", "evaluate@resnext", "runs", "report"}, second[-3000:]
     assert len(run(["dvc", "exp", "list", "--name-only"], tmp_path, env).split()) == 2
 
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())  # the workspace holds the last run
