@@ -123,6 +123,21 @@ def test_a_class_with_only_corrupt_files_fails(tmp_path):
         build_cache(images, manifest, 8, workers=1)
 
 
+@pytest.mark.parametrize("change", ["delete", "append", "add"])
+def test_a_tree_changed_after_unzip_is_refused(tmp_path, change):
+    """DVC no longer hashes data/images, so the cache stage checks it against unzip.json itself."""
+    images, manifest = unzipped(tmp_path, {"cat": 2, "dog": 2}, size=8)
+    one = images / "all/cat/000.png"
+    if change == "delete":
+        one.unlink()
+    elif change == "append":
+        one.write_bytes(one.read_bytes() + b"\0")
+    else:
+        (images / "all/dog/new.png").write_bytes(one.read_bytes())
+    with pytest.raises(ConvbenchError, match=r"changed since, so extract it again: dvc repro -f unzip"):
+        build_cache(images, manifest, 8, workers=1)
+
+
 def test_missing_manifest_says_to_run_unzip(tmp_path):
     with pytest.raises(ConvbenchError, match="run the unzip stage"):
         build_cache(tmp_path / "images", tmp_path / "unzip.json", 8)

@@ -111,6 +111,18 @@ def test_same_archive_gives_the_same_manifest(tmp_path):
     assert (tmp_path / "one/data/unzip.json").read_bytes() == (tmp_path / "two/data/unzip.json").read_bytes()
 
 
+def test_manifest_digest_changes_when_any_image_byte_does(tmp_path):
+    """DVC tracks unzip.json in place of the tree, so equal counts and sizes must not hide new content."""
+    digests = []
+    for name, first in (("a", b"x" * 64), ("b", b"x" * 63 + b"y")):
+        with zipfile.ZipFile(tmp_path / f"{name}.zip", "w") as zf:
+            zf.writestr("cat/1.png", first)
+            zf.writestr("dog/1.png", b"z" * 64)
+        _, _, manifest = run_unzip(tmp_path / f"{name}.zip", tmp_path / name)
+        digests.append((manifest["files"], manifest["bytes"], manifest["digest"]))
+    assert digests[0][:2] == digests[1][:2] and digests[0][2] != digests[1][2]
+
+
 def test_junk_and_non_images_are_ignored_and_listed(tmp_path):
     extra = {
         "__MACOSX/cnn/cat/._000.png": b"\x00\x05\x16\x07",

@@ -1,15 +1,24 @@
-"""Seeds and cardinality at fixed complexity: the statistics on constructed numbers, the auto base width."""
+"""Seeds and cardinality at fixed complexity: the statistics on constructed numbers, the auto base width,
+and the runs stage's shortcut for an unchanged store."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
+import yaml
 from torch import nn
 
 from convbench.config import ConfigError
+from convbench.evaluation import studies
 from convbench.evaluation.studies import Runs, cardinality_groups, cardinality_trend, seed_pair, seed_stats
 from convbench.families import model_config
 from convbench.models import create_model
 from convbench.params import parse_params
+from convbench.stages import runs as runs_stage
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def n_params(model: nn.Module) -> int:
@@ -79,3 +88,35 @@ def test_auto_base_width_errors_name_the_key() -> None:
         model_config("resnext", base_width="auto")
     with pytest.raises(ConfigError, match=r"resnext\.base_width: 'wide' is not a int or 'auto'"):
         model_config("resnext", base_width="wide")
+
+
+def test_runs_stage_queries_again_only_when_store_params_or_output_changed(tmp_path, monkeypatch) -> None:
+    """A no-op ``dvc repro`` must not pay for MLflow: an unchanged sqlite store is not queried twice."""
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"store")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    queried: list[str] = []
+    monkeypatch.setattr(studies, "collect", lambda uri, params: queried.append(uri) or Runs([], None))
+    out = tmp_path / "reports" / "runs.json"
+
+    def repro() -> int:
+        assert runs_stage.main([]) == 0 and out.is_file()
+        return len(queried)
+
+    assert repro() == 1
+    assert repro() == 1, "unchanged store, params and runs.json: no query"
+    db.write_bytes(b"store with a new run")
+    assert repro() == 2
+    out.unlink()
+    assert repro() == 3
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["train"]["epochs"] += 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert repro() == 4
+    assert repro() == 4
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # a server: its version is unknown
+    assert repro() == 5
+    assert repro() == 6

@@ -102,6 +102,20 @@ def list_images(images: Path, classes: list[str]) -> list[tuple[str, int, int]]:
     return found
 
 
+def check_tree(images: Path, listing: list[tuple[str, int, int]], info: dict) -> None:
+    """Refuse a tree that is not what the unzip stage recorded (files deleted, added or rewritten since).
+
+    DVC tracks only ``data/unzip.json``, so it cannot see such edits itself.
+    """
+    found = (len(listing), sum((images / f).stat().st_size for f, _, _ in listing))
+    recorded = (info["files"], info["bytes"])
+    if found != recorded:
+        raise ConvbenchError(
+            f"{images}: {found[0]:,} images, {found[1]:,} bytes, but the unzip stage wrote {recorded[0]:,} and "
+            f"{recorded[1]:,}; it changed since, so extract it again: dvc repro -f unzip"
+        )
+
+
 def read_manifest(path: Path) -> dict:
     """``data/unzip.json``, or a one-line error saying to run the unzip stage."""
     try:
@@ -162,8 +176,7 @@ def build_cache(images: Path, manifest: Path, image_size: int, *, workers: int |
     info = read_manifest(manifest)
     classes: list[str] = info["classes"]
     listing = list_images(images, classes)
-    if not listing:
-        raise ConvbenchError(f"{images}: no images found; re-run the unzip stage")
+    check_tree(Path(images), listing, info)
     array, failed, hist = decode_all([str(Path(images) / f) for f, _, _ in listing], image_size, workers)
     bad = {i for i, _ in failed}
     kept = [item for i, item in enumerate(listing) if i not in bad]
