@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -15,7 +16,7 @@ from convbench.data.format import Cache, save_cache, write_json
 from convbench.errors import ConvbenchError
 from convbench.evaluation import markdown as md
 from convbench.evaluation.evaluate import SplitScores, split_metrics, write_eval_dir
-from convbench.evaluation.report import cardinality_section, write_report
+from convbench.evaluation.report import cardinality_section, seconds_to_reach, write_report
 from convbench.evaluation.stats import bootstrap_ci, mcnemar_exact
 from convbench.evaluation.studies import Runs
 from convbench.config import to_dict
@@ -163,6 +164,25 @@ def test_summary_table_has_a_row_per_model_with_the_metrics_numbers(default: tup
         assert cell["Params"] == md.count(m["params"])
         assert cell["MACs"] == md.count(m["macs"])
         assert cell["Best epoch"] == str(m["best_epoch"])
+
+
+def test_time_to_accuracy_column_and_figure(default: tuple) -> None:
+    """Threshold: lowest final val accuracy (VGG 72 %) minus 2 points; each model first reaches 70 % at epoch 2."""
+    base, text, _ = default
+    header = next(line for line in text.splitlines() if line.startswith("| Model |"))
+    columns = [c.strip() for c in header.strip("|").split("|")][1:]
+    rows = table_rows(text, "Model")
+    reach = {family: dict(zip(columns, (c.strip("*") for c in rows[name])))["Time to 70.0 % val"]
+             for family, name in NAMES.items()}
+    assert reach == {"vgg": "15.0 s", "resnet": "20.0 s", "resnext": "40.0 s"}  # 2 of 4 epochs of 30, 40, 80 s
+    assert "## Time to accuracy" in text and f"**{NAMES['vgg']}** got there first (15.0 s)" in text
+    assert (base / "reports" / "figures" / "time_to_accuracy.png").stat().st_size > 0
+
+
+def test_seconds_to_reach_is_none_when_never_reached() -> None:
+    history = pd.DataFrame({"val_accuracy": [0.5, 0.6], "seconds": [10.0, 12.0]})
+    assert seconds_to_reach(history, 0.6) == 22.0
+    assert seconds_to_reach(history, 0.61) is None and seconds_to_reach(None, 0.5) is None
 
 
 def test_best_values_are_bold_with_the_right_direction(default: tuple) -> None:

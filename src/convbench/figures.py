@@ -87,6 +87,26 @@ def learning_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
     _save(fig, path)
 
 
+def time_to_accuracy(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], threshold: float,
+                     path: Path) -> None:
+    """Validation accuracy against training wall-clock seconds, one line per model, the threshold dashed.
+
+    ``curves[name]`` is (seconds elapsed at each epoch's end, validation accuracy there).
+    """
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = fig.subplots()
+    for color, (name, (seconds, accuracy)) in zip(_COLORS, curves.items()):
+        ax.plot(np.asarray(seconds, dtype=float), 100 * np.asarray(accuracy, dtype=float), "o-", color=color,
+                label=name)
+    ax.axhline(100 * threshold, color="grey", linestyle="--", linewidth=1, label=f"{100 * threshold:.1f} %")
+    ax.set(xlabel="training wall-clock seconds (validation passes included)", ylabel="validation accuracy (%)",
+           title="time to accuracy")
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
 def per_class_bars(accuracy: Mapping[str, Sequence[float]], classes: Sequence[str], path: Path) -> None:
     """Grouped bars of per-class test accuracy (recall), one bar per model in each class."""
     fig = Figure(figsize=(max(6.0, 0.9 * len(classes) * max(1, len(accuracy)) / 2 + 3), 3.8),

@@ -8,12 +8,14 @@ seeds and other cardinalities (see :mod:`convbench.evaluation.studies`).
 
 from __future__ import annotations
 
+import math
 import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from convbench import figures
@@ -42,10 +44,31 @@ def family_configs(params: Params) -> dict[str, dict[str, Any]]:
     return {f: to_dict(params.models[f]) for f in FAMILIES}
 
 
-def summary_columns(seeds: dict[str, int]) -> list[md.Column]:
+def accuracy_threshold(results: Sequence[FamilyResult]) -> float | None:
+    """The lowest final validation accuracy minus 2 points, floored to a half point; None without histories.
+
+    Every model reaches it, so the seconds to reach it compare speed of learning, not the end point.
+    """
+    finals = [float(r.history["val_accuracy"].iloc[-1]) for r in results if r.history is not None]
+    return math.floor(round((min(finals) - 0.02) * 200, 6)) / 200 if finals else None  # round: 0.72 - 0.02 is 0.6999...
+
+
+def seconds_to_reach(history: pd.DataFrame | None, threshold: float | None) -> float | None:
+    """Training wall-clock seconds (validation included) at the end of the first epoch with val accuracy >= threshold."""
+    if history is None or threshold is None:
+        return None
+    reached = history["val_accuracy"] >= threshold
+    return float(history["seconds"].cumsum()[reached].iloc[0]) if reached.any() else None
+
+
+def summary_columns(seeds: dict[str, int], threshold: float | None = None) -> list[md.Column]:
     """The course's table (validation/test loss and accuracy) plus cost, confidence, seeds and speed."""
     def m(*keys: str) -> Any:
         return lambda r: r.metric(*keys)
+
+    reach = ([] if threshold is None else
+             [md.Column(f"Time to {md.pct(threshold, 1)} val", lambda r: seconds_to_reach(r.history, threshold),
+                        md.seconds, "lower")])
 
     return [
         md.Column("Val loss", m("val", "loss"), md.loss, "lower"),
@@ -61,6 +84,7 @@ def summary_columns(seeds: dict[str, int]) -> list[md.Column]:
         md.Column("Best epoch", lambda r: r.metric("best_epoch"),
                   lambda v: md.MISSING if v is None else str(int(v))),
         md.Column("Train time", m("train_seconds"), md.seconds, "lower"),
+        *reach,
         md.Column("Train img/s", m("train_images_per_second"), md.rate, "higher"),
         md.Column("Infer img/s", m("inference", "images_per_second"), md.rate, "higher"),
         md.Column("Latency ms", m("inference", "latency_ms"), md.millis, "lower"),
@@ -68,7 +92,8 @@ def summary_columns(seeds: dict[str, int]) -> list[md.Column]:
 
 
 def summary_section(results: Sequence[FamilyResult], label_smoothing: float, seeds: dict[str, int]) -> list[str]:
-    columns = summary_columns(seeds)
+    threshold = accuracy_threshold(results)
+    columns = summary_columns(seeds, threshold)
     smoothing = (f"; the learning curves below show the training objective (label smoothing {label_smoothing:g}), "
                  "so their losses are higher" if label_smoothing > 0 else "")
     rows = md.compare_rows(results, lambda r: r.name, columns)
@@ -83,7 +108,11 @@ def summary_section(results: Sequence[FamilyResult], label_smoothing: float, see
         f"Throughput: batch {inference.get('batch_size', md.MISSING)}, latency: median of "
         f"{inference.get('latency_runs', md.MISSING)} single-image runs, both on {inference.get('device', md.MISSING)} "
         f"in {inference.get('precision', md.MISSING)}"
-        f"{' with channels_last' if inference.get('channels_last') else ''}, normalisation included.", "",
+        f"{' with channels_last' if inference.get('channels_last') else ''}, normalisation included."
+        + ("" if threshold is None else
+           f" Time to {md.pct(threshold, 1)} val: training wall-clock seconds, validation passes included, until the "
+           "first epoch whose validation accuracy reached the lowest final validation accuracy of the models "
+           "minus 2 points (see Time to accuracy)."), "",
     ]
 
 
@@ -104,6 +133,25 @@ def curves_section(results: Sequence[FamilyResult], figdir: Path) -> list[str]:
     return lines + [_figure("Loss and accuracy per epoch, train and validation, all models", "learning_curves.png"),
                     "", "Dashed: training (augmented batches), solid: validation; the dot marks the epoch whose "
                     "weights were restored and evaluated.", ""]
+
+
+def time_section(results: Sequence[FamilyResult], figdir: Path) -> list[str]:
+    threshold = accuracy_threshold(results)
+    with_history = [r for r in results if r.history is not None]
+    if threshold is None:
+        return []
+    figures.time_to_accuracy(
+        {r.name: (r.history["seconds"].cumsum().tolist(), r.history["val_accuracy"].tolist()) for r in with_history},
+        threshold, figdir / "time_to_accuracy.png",
+    )
+    reach = {r.name: seconds_to_reach(r.history, threshold) for r in with_history}
+    ranked = sorted((t, n) for n, t in reach.items() if t is not None)
+    lead = (f" **{ranked[0][1]}** got there first ({md.seconds(ranked[0][0])})." if ranked else "")
+    return ["## Time to accuracy", "",
+            _figure("Validation accuracy against training wall-clock seconds", "time_to_accuracy.png"), "",
+            f"One point per epoch, at the wall-clock seconds elapsed when its validation pass ended. The dashed line "
+            f"is {md.pct(threshold, 1)}, the lowest final validation accuracy minus 2 points.{lead} Time measured on "
+            "this run's machine; compare it only with runs on the same hardware.", ""]
 
 
 def confusion_section(results: Sequence[FamilyResult], figdir: Path) -> list[str]:
@@ -304,6 +352,7 @@ def render(results: Sequence[FamilyResult], params: Params, cache: Cache | None,
          "### Training: fitting, early stopping, volatility and time", "",
          *discussion.training(results, params.train.epochs, params.train.patience), ""],
         curves_section(results, figdir),
+        time_section(results, figdir),
         confusion_section(results, figdir),
         per_class_section(results, figdir),
         gallery_section(results, cache, figdir),
