@@ -307,6 +307,7 @@ def test_cardinality_section_with_and_without_runs(tmp_path: Path) -> None:
 def test_seed_section_aggregates_seeds_and_pairs_them(tmp_path: Path) -> None:
     single = build(tmp_path / "one", Runs([mlflow_run(f, 0, 0.8) for f in ("vgg", "resnet", "resnext")]))
     assert "Every model has been trained with one seed only" in single
+    assert "Each model was trained with one seed here" in single
     assert all(row[5] == "1" for row in table_rows(single, "Model").values())
 
     accs = {"vgg": (0.80, 0.82, 0.81), "resnet": (0.84, 0.85, 0.86), "resnext": (0.83, 0.86, 0.82)}
@@ -321,6 +322,13 @@ def test_seed_section_aggregates_seeds_and_pairs_them(tmp_path: Path) -> None:
     pairs = table_rows(text, "Pair")
     assert pairs["VGG-11 vs ResNet-18"][:3] == ["3", "ResNet-18 ahead in 3 of 3", "-4.00 points"]
     assert pairs["ResNet-18 vs ResNeXt-29 8×16d"][1] == "ResNet-18 ahead in 2 of 3"
+    # VGG-ResNet differences -4, -3, -5 points: t = -6.93 on 2 df, p = 0.020; the others are not consistent or p > 0.05
+    assert pairs["VGG-11 vs ResNet-18"][3:] == ["0.0202", "architecture difference"]
+    assert pairs["ResNet-18 vs ResNeXt-29 8×16d"][4] == "within seed noise"  # 2 of 3
+    assert ("- ResNet-18 over VGG-11: ahead in 3 of 3 seeds, by 4.00 points on average (paired t-test p = 0.0202): "
+            "**an architecture difference at this recipe**.") in text
+    assert "- ResNet-18 over ResNeXt-29 8×16d: ahead in 2 of 3 seeds" in text
+    assert pairs["VGG-11 vs ResNeXt-29 8×16d"][4] == "same order, not significant"  # 3 of 3, p = 0.094
     summary = table_rows(text, "Model")  # the first "Model" table is the summary: its Seeds column says 3
     assert summary["VGG-11"][5] == "3"
 

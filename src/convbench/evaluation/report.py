@@ -25,7 +25,8 @@ from convbench.evaluation import discussion, provenance
 from convbench.evaluation import markdown as md
 from convbench.evaluation.results import FamilyResult, load_results
 from convbench.evaluation.studies import (
-    COMPLEXITY_TOLERANCE, Runs, Trend, cardinality_groups, cardinality_trend, seed_pair, seed_runs, seed_stats,
+    COMPLEXITY_TOLERANCE, Runs, SeedPair, Trend, cardinality_groups, cardinality_trend, seed_pair, seed_runs,
+    seed_stats, seed_verdict,
 )
 from convbench.families import FAMILIES
 from convbench.params import Params
@@ -37,6 +38,9 @@ GALLERY_COLUMNS = 8
 """Images per row of the gallery."""
 SWEEP_COMMAND = "dvc exp run --queue -S resnext.cardinality=1,2,8,32 && dvc queue start -j 1"
 SEED_COMMAND = "dvc exp run --queue -S train.seed=1,2 && dvc queue start -j 1"
+VERDICTS = {"architecture": "architecture difference", "consistent": "same order, not significant",
+            "noise": "within seed noise"}
+"""How :func:`~convbench.evaluation.studies.seed_verdict`'s answers read in the report."""
 
 
 def family_configs(params: Params) -> dict[str, dict[str, Any]]:
@@ -225,23 +229,52 @@ def seeds_section(results: Sequence[FamilyResult], runs: Runs, params: Params) -
                      f"{md.pct(st.low)} – {md.pct(st.high)}", ", ".join(str(x["seed"]) for x in chosen)])
     lines += [md.table(["Model over seeds", "Seeds n", "Mean ± sd", "95 % CI of the mean (t)", "Min – max", "Seeds"], rows), ""]
     pair_rows = []
-    for i, a in enumerate(results):
-        for b in results[i + 1:]:
-            pair = seed_pair(per_family[a.family], per_family[b.family])
-            if pair.seeds == 0:
-                continue
-            leader, ahead = (a, pair.a_ahead) if pair.mean_difference >= 0 else (b, pair.b_ahead)
-            pair_rows.append([f"{a.name} vs {b.name}", str(pair.seeds),
-                              f"{leader.name} ahead in {ahead} of {pair.seeds}",
-                              f"{100 * pair.mean_difference:+.2f} points",
-                              md.MISSING if pair.p_value is None else md.p_value(pair.p_value)])
-    lines += [md.table(["Pair", "Shared seeds", "Same order", "Mean difference (A − B)", "Paired t-test p"],
-                       pair_rows), "",
+    for a, b, pair in seed_pairs(results, runs, params):
+        if pair.seeds == 0:
+            continue
+        leader, ahead = (a, pair.a_ahead) if pair.mean_difference >= 0 else (b, pair.b_ahead)
+        pair_rows.append([f"{a} vs {b}", str(pair.seeds),
+                          f"{leader} ahead in {ahead} of {pair.seeds}",
+                          f"{100 * pair.mean_difference:+.2f} points",
+                          md.MISSING if pair.p_value is None else md.p_value(pair.p_value),
+                          VERDICTS.get(seed_verdict(pair), md.MISSING)])
+    lines += [md.table(["Pair", "Shared seeds", "Same order", "Mean difference (A − B)", "Paired t-test p",
+                        "Verdict"], pair_rows), "",
               "The t interval and the paired t-test treat seeds as independent draws of the training noise; with "
               "few seeds they are wide and the test has little power. A pair ordered the same way in every seed "
-              "with p < 0.05 is an architecture difference at this recipe; otherwise it is within seed noise. "
+              "with p < 0.05 is an architecture difference at this recipe; one whose order changed between seeds "
+              "is within seed noise; one in the same order every time with p >= 0.05 needs more seeds. "
               "McNemar's test above compares this workspace's seed only.", ""]
     return lines
+
+
+def seed_pairs(results: Sequence[FamilyResult], runs: Runs, params: Params) -> list[tuple[str, str, SeedPair]]:
+    """Every pair of evaluated families compared seed by seed, as (name A, name B, pair)."""
+    per_family = {r.family: seed_runs(runs, params, r.family) for r in results}
+    return [(a.name, b.name, seed_pair(per_family[a.family], per_family[b.family]))
+            for i, a in enumerate(results) for b in results[i + 1:]]
+
+
+def seed_discussion(results: Sequence[FamilyResult], runs: Runs, params: Params) -> list[str]:
+    """The ranking's verdict over seeds, for the Discussion: which orderings survive training noise."""
+    tested = [(a, b, pair) for a, b, pair in seed_pairs(results, runs, params) if seed_verdict(pair)]
+    if runs.error or not tested:
+        return ["Each model was trained with one seed here (or the MLflow runs could not be read), so the "
+                "McNemar tests above compare trained models, not architectures; see Repeated seeds.", ""]
+    lines = ["Over repeated seeds (section Repeated seeds), which is what separates the architectures from "
+             "training noise:", ""]
+    for a, b, pair in tested:
+        leader, ahead = (a, pair.a_ahead) if pair.mean_difference >= 0 else (b, pair.b_ahead)
+        other = b if leader == a else a
+        verdict = seed_verdict(pair)
+        lines.append(f"- {leader} over {other}: ahead in {ahead} of {pair.seeds} seeds, by "
+                     f"{100 * abs(pair.mean_difference):.2f} points on average (paired t-test p = "
+                     f"{md.p_value(pair.p_value)}): "
+                     + {"architecture": "**an architecture difference at this recipe**.",
+                        "consistent": f"the same order every time, but {pair.seeds} seeds are too few for the test "
+                                      "to rule out seed noise: **not established yet**.",
+                        "noise": "the order changed between seeds: **within seed noise**."}[verdict])
+    return lines + [""]
 
 
 def cardinality_section(runs: Runs, params: Params, figdir: Path) -> list[str]:
@@ -346,6 +379,7 @@ def render(results: Sequence[FamilyResult], params: Params, cache: Cache | None,
          "VGG; and what the training curves say about over- or under-fitting, early stopping, volatility and time.",
          "", "### Ranking and significance", "", *discussion.ranking(results, pairs), "",
          *discussion.significance_table(pairs), "",
+         *seed_discussion(results, runs, params),
          "### Accuracy per parameter and per MAC", "", *discussion.efficiency(results), "",
          "### Cardinality and grouped convolutions: ResNeXt against ResNet and VGG", "",
          *discussion.architecture(results, pairs), "",

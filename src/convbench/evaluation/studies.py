@@ -158,6 +158,20 @@ def seed_pair(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) ->
                     float((x - y).mean()) if pairs else 0.0, p)
 
 
+def seed_verdict(pair: SeedPair, alpha: float = 0.05) -> str | None:
+    """What the seeds say about a pair; None with fewer than two shared seeds.
+
+    ``architecture``: one order in every shared seed and the paired test rejects equality;
+    ``consistent``: one order in every seed, but too few seeds for the test to reject;
+    ``noise``: the order changed between seeds.
+    """
+    if pair.seeds < 2 or pair.p_value is None:
+        return None
+    if pair.seeds not in (pair.a_ahead, pair.b_ahead):
+        return "noise"
+    return "architecture" if pair.p_value < alpha else "consistent"
+
+
 @dataclass(frozen=True)
 class CardinalityGroup:
     """One (cardinality, base width) setting of the workspace's ResNeXt, over its seeds."""
