@@ -1,8 +1,12 @@
-"""Settings every test shares: no telemetry, no display, quiet progress bars."""
+"""Settings every test shares: no telemetry, no display, quiet progress bars; the reproduced tiny project."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+from dvcproject import build_project
 
 
 @pytest.fixture(autouse=True)
@@ -12,3 +16,11 @@ def _quiet_offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("TQDM_DISABLE", "1")
+
+
+@pytest.fixture(scope="session")
+def reproduced_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny DVC project after one full ``dvc repro``, built once; tests use it through ``copy_project``."""
+    base = tmp_path_factory.mktemp("reproduced")
+    build_project(base)
+    return base

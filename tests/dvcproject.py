@@ -4,7 +4,9 @@
     out = run(["dvc", "repro"], tmp_path, env)
     assert stages_run(out) == set()
 
-Each test module builds its own project, so one module's experiments never change another's.
+Each test module works on its own project, so one module's experiments never change another's. Modules that
+need the fully reproduced default project take a copy of one built once per session (``copy_project`` of the
+``reproduced_project`` fixture in conftest.py) instead of paying for the same ``dvc repro`` again.
 """
 
 from __future__ import annotations
@@ -46,6 +48,31 @@ def stages_run(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
+def project_env(base: Path) -> dict[str, str]:
+    """The environment to run the project at ``base`` with: this venv first on PATH, its own MLflow store."""
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+        MLFLOW_TRACKING_URI=f"sqlite:///{base / 'mlflow.db'}",
+        DVC_NO_ANALYTICS="1",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        TQDM_DISABLE="1",
+        GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
+    )
+    return env
+
+
+def copy_project(template: Path, base: Path) -> dict[str, str]:
+    """A private copy at ``base`` of the built project ``template`` (git, DVC cache, outputs, MLflow store).
+
+    DVC's ``.dvc/tmp`` (locks, experiment state) is left behind; the copy's MLflow runs still name the
+    template's artifact folder, which no test reads.
+    """
+    shutil.copytree(template, base, symlinks=True, dirs_exist_ok=True,
+                    ignore=lambda folder, names: ["tmp"] if Path(folder).name == ".dvc" else [])
+    return project_env(base)
+
+
 def build_project(base: Path, *, repro: bool = True) -> dict[str, str]:
     """Make ``base`` a committed tiny convbench project (after one full ``dvc repro`` unless ``repro`` is false);
     return the env to run it with."""
@@ -59,15 +86,7 @@ def build_project(base: Path, *, repro: bool = True) -> dict[str, str]:
     (base / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     make_image_zip(base / "data" / "tiny.zip", {"cnn_dataset": {"cats": 12, "dogs": 12, "cars": 12}}, size=32)
 
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-        MLFLOW_TRACKING_URI=f"sqlite:///{base / 'mlflow.db'}",
-        DVC_NO_ANALYTICS="1",
-        MLFLOW_DISABLE_TELEMETRY="true",
-        TQDM_DISABLE="1",
-        GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
-    )
+    env = project_env(base)
     run(["git", "init", "-q"], base, env)
     run(["dvc", "init", "-q"], base, env)
     run(["dvc", "config", "core.analytics", "false"], base, env)

@@ -1,7 +1,7 @@
 """The DVC pipeline end to end on a tiny synthetic project.
 
 One module-scoped project (a real git repo with DVC, this checkout's dvc.yaml
-and src/) is reproduced once; the tests then check what DVC re-runs.
+and src/), a copy of the session's reproduced one; the tests then check what DVC re-runs.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import pytest
 import yaml
 from mlflow.entities import Param
 
-from dvcproject import FAMILIES, TINY_PARAMS, build_project, run, stages_run
+from dvcproject import FAMILIES, TINY_PARAMS, copy_project, run, stages_run
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A committed tiny convbench project after one full ``dvc repro``."""
+def project(tmp_path_factory: pytest.TempPathFactory, reproduced_project: Path) -> tuple[Path, dict[str, str]]:
+    """A committed tiny convbench project after one full ``dvc repro`` (this module's own copy)."""
     base = tmp_path_factory.mktemp("project")
-    return base, build_project(base)
+    return base, copy_project(reproduced_project, base)
 
 
 def test_repro_builds_every_output(project: tuple[Path, dict[str, str]]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from dvcproject import FAMILIES, TINY_PARAMS, build_project, run, stages_run
+from dvcproject import FAMILIES, TINY_PARAMS, copy_project, run, stages_run
 
 ZIP = TINY_PARAMS["data"]["archive"]
 RESTORED = (
@@ -33,10 +33,9 @@ def objects(store: Path) -> set[str]:
     return {p.parent.name + p.name for p in (store / "files" / "md5").glob("*/*")}
 
 
-def test_push_then_pull_into_a_fresh_clone_restores_everything(tmp_path: Path) -> None:
+def test_push_then_pull_into_a_fresh_clone_restores_everything(tmp_path: Path, reproduced_project: Path) -> None:
     origin, remote, clone = tmp_path / "origin", tmp_path / "remote", tmp_path / "clone"
-    origin.mkdir()
-    env = build_project(origin)
+    env = copy_project(reproduced_project, origin)
 
     run(["dvc", "add", ZIP], origin, env)
     # .gitignore keeps data/ out of git but lets the .dvc file in, and DVC writes no data/.gitignore.
