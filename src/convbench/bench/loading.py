@@ -88,12 +88,14 @@ def stage_subset(listing: list[tuple[Path, str]], limit: int, dest: Path) -> tup
     picked = listing if len(listing) <= limit else [listing[i * len(listing) // limit] for i in range(limit)]
     classes = sorted({cls for _, cls in picked})
     root = dest / "images"
+    written = 0
     for i, (path, cls) in enumerate(picked):
         target = root / "all" / cls / f"{i:06d}{path.suffix.lower()}"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
-    manifest = dest / "unzip.json"
-    manifest.write_text(json.dumps({"classes": classes}))
+        written += target.stat().st_size
+    manifest = dest / "unzip.json"  # what build_cache checks the tree against, as the unzip stage records it
+    manifest.write_text(json.dumps({"classes": classes, "files": len(picked), "bytes": written}))
     return root, manifest, classes
 
 
