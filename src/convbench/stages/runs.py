@@ -33,10 +33,10 @@ def store_version(uri: str) -> str | None:
     if not uri.startswith("sqlite:///"):
         return None
     path = Path(uri.removeprefix("sqlite:///"))
-    files = [f for f in (path, Path(f"{path}-wal"), Path(f"{path}-journal")) if f.is_file()]
-    if path not in files:
+    if not path.is_file():
         return None
-    return ";".join(f"{f.name}:{f.stat().st_mtime_ns}:{f.stat().st_size}" for f in files)
+    stats = [(f.name, f.stat()) for f in (path, Path(f"{path}-wal"), Path(f"{path}-journal")) if f.is_file()]
+    return ";".join(f"{name}:{st.st_mtime_ns}:{st.st_size}" for name, st in stats)
 
 
 def stamp_of(uri: str, store: str | None, params: Params, runs_json: Path) -> str | None:
