@@ -10,10 +10,13 @@ import pytest
 import torch
 from torch import nn
 
+from convbench.config import ConfigError
+from convbench.data.format import Cache
 from convbench.evaluation.evaluate import (EvalSettings, SplitScores, convolution_census, flat_metrics,
-                                           measure_speed, split_metrics)
+                                           measure_speed, score_split, split_metrics)
 from convbench.evaluation.provenance import dataset_hash
-from convbench.training.augment import Normalizer
+from convbench.params import parse_params
+from convbench.training.augment import Normalizer, translate, tta_views
 from convbench.training.device import Runtime
 
 
@@ -29,6 +32,53 @@ def test_split_metrics_per_class_and_confusion() -> None:
     f1 = [2 / 3, 0.8, 0.0]
     assert summary["macro_f1"] == pytest.approx(np.mean(f1))
     assert [c["support"] for c in per_class] == [3, 2, 1]
+
+
+def tiny_cache(n: int = 24, size: int = 8, classes: int = 3) -> Cache:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(n) % classes
+    return Cache(images=torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g), labels=labels,
+                 onehot=nn.functional.one_hot(labels, classes).to(torch.uint8), classes=["a", "b", "c"][:classes],
+                 mean=torch.full((3,), 0.5), std=torch.full((3,), 0.25), counts=torch.full((classes,), n // classes),
+                 origin=torch.zeros(n, dtype=torch.uint8), files=[f"{i}.png" for i in range(n)], skipped=[],
+                 ignored=[])
+
+
+def test_translate_shifts_with_mirrored_borders_and_tta_views_count() -> None:
+    x = torch.arange(2 * 3 * 5 * 5).reshape(2, 3, 5, 5)
+    shifted = translate(x, 1, -2)
+    assert torch.equal(shifted[..., :4, 2:], x[..., 1:, :3])  # output (i, j) = input (i + 1, j - 2) inside
+    assert torch.equal(shifted[..., 4, :], shifted[..., 2, :])  # row 5 mirrors to row 3: no edge repeat
+    assert torch.equal(shifted[..., :4, 0], x[..., 1:, 2])  # column -2 mirrors to column 2
+    assert torch.equal(translate(x, 0, 0), x)
+    for mode, count in (("none", 1), ("flip", 2), ("flip_translate", 6)):
+        views = tta_views(x, mode)
+        assert len(views) == count and torch.equal(views[0], x)
+    assert torch.equal(tta_views(x, "flip")[1], x.flip(3))
+    assert torch.equal(tta_views(x, "flip_translate")[3], translate(x, -1, -1).flip(3))
+
+
+def test_tta_of_a_flip_invariant_model_equals_the_plain_scores() -> None:
+    """Global average pooling then a linear layer cannot tell a mirrored image from the original."""
+    cache = tiny_cache()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+    index = torch.arange(24)
+    flip = score_split(model, cache, index, 10, torch.device("cpu"), "t", "flip")
+    assert np.array_equal(flip["tta"].preds, flip["plain"].preds)
+    assert flip["tta"].loss == pytest.approx(flip["plain"].loss, abs=1e-6)
+    assert np.allclose(flip["tta"].probs, flip["plain"].probs, atol=1e-6)
+    shifted = score_split(model, cache, index, 10, torch.device("cpu"), "t", "flip_translate")["tta"]
+    assert shifted.loss != pytest.approx(flip["plain"].loss, abs=1e-6)  # shifted views see other border pixels
+    assert set(score_split(model, cache, index, 10, torch.device("cpu"), "t")) == {"plain"}
+
+
+def test_ranking_by_tta_needs_tta() -> None:
+    assert parse_params({"evaluate": {"tta": "flip", "rank_by": "tta"}}).evaluate.tta == "flip"
+    with pytest.raises(ConfigError, match="evaluate.rank_by: tta needs evaluate.tta"):
+        parse_params({"evaluate": {"tta": "none"}})
+    with pytest.raises(ConfigError, match="evaluate: unknown key"):
+        parse_params({"evaluate": {"views": 6}})
 
 
 def test_convolution_census_counts_grouped_weights_and_dense_equivalent() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -115,8 +116,15 @@ def test_metrics_and_predictions_files(project: Path) -> None:
         assert predictions["index"].tolist() == split["test"]  # test-split order, cache indices
         hits = (predictions["label"] == predictions["pred"]).mean()
         assert hits == pytest.approx(metrics["test"]["accuracy"])
+        tta_hits = predictions["label"] == predictions["tta_pred"]  # the defaults rank by 6-view TTA
+        assert metrics["ranked_by"] == "tta" and metrics["tta"] == {"mode": "flip_translate", "views": 6}
+        assert tta_hits.mean() == pytest.approx(metrics["test_tta"]["accuracy"])
+        low, high = metrics["test_tta"]["accuracy_ci"]
+        assert low <= metrics["test_tta"]["accuracy"] <= high
         confusion = json.loads((layout.eval_dir(family) / "confusion.json").read_text())
         assert sum(map(sum, confusion["matrix"])) == len(split["test"])
+        assert confusion["predictions"] == "tta"
+        assert np.trace(np.array(confusion["matrix"])) == tta_hits.sum()  # the ranked predictions' matrix
         assert (layout.eval_dir(family) / "confusion.png").stat().st_size > 1000
 
 
@@ -129,6 +137,7 @@ def test_evaluation_is_logged_to_the_training_run(project: Path) -> None:
         metrics = json.loads(Layout(project).metrics(family).read_text())
         run = client.get_run(train["mlflow_run_id"])
         assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+        assert run.data.metrics["test_tta_accuracy"] == pytest.approx(metrics["test_tta"]["accuracy"])
         assert run.data.metrics["eval_val_loss"] == pytest.approx(metrics["val"]["loss"])
         assert run.info.status == "FINISHED"
     reports = client.search_runs([run.info.experiment_id], "tags.kind = 'report'")

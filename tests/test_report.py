@@ -66,15 +66,18 @@ def scores(index: np.ndarray, hits: np.ndarray, loss: float) -> SplitScores:
 
 def write_family(layout: Layout, family: str, hits: np.ndarray, *, val_acc: float, loss: float,
                  params: int, macs: int, seconds: float, history: list[tuple[float, float, float, float]],
-                 best_epoch: int, stopped_early: bool = False) -> dict[str, Any]:
-    """Everything the train and evaluate stages would leave for one family."""
-    test = scores(TEST, hits, loss)
+                 best_epoch: int, stopped_early: bool = False, tta_hits: np.ndarray | None = None) -> dict[str, Any]:
+    """Everything the train and evaluate stages would leave for one family (ranked by TTA if ``tta_hits``)."""
+    test = {"plain": scores(TEST, hits, loss)} | ({} if tta_hits is None else {"tta": scores(TEST, tta_hits, loss - 0.05)})
+    ranked_by = "plain" if tta_hits is None else "tta"
     val_hits = np.arange(len(VAL)) < round(val_acc * len(VAL))
     val_summary, _, _ = split_metrics(scores(VAL, val_hits, loss + 0.01), CLASSES)
-    test_summary, per_class, matrix = split_metrics(test, CLASSES)
-    low, high = bootstrap_ci(hits, 500)
-    test_summary |= {"accuracy_ci": [low, high], "accuracy_ci_low": low, "accuracy_ci_high": high}
-    write_eval_dir(layout.eval_dir(family), family, CLASSES, test, per_class, matrix, {
+    summaries = {}
+    for kind, split in test.items():
+        summaries[kind], per_class, matrix = split_metrics(split, CLASSES)
+        low, high = bootstrap_ci(split.labels == split.preds, 500)
+        summaries[kind] |= {"accuracy_ci": [low, high], "accuracy_ci_low": low, "accuracy_ci_high": high}
+    write_eval_dir(layout.eval_dir(family), family, CLASSES, test, ranked_by, per_class, matrix, {
         "config": SECTIONS[family], "image_size": 8, "torch": "2.x", "python": "3.x",
         "convolutions": {"grouped_layers": 9, "grouped_params": 1000, "grouped_dense_equivalent": 8000}
         if family == "resnext" else {"grouped_layers": 0, "grouped_params": 0, "grouped_dense_equivalent": 0}})
@@ -87,7 +90,9 @@ def write_family(layout: Layout, family: str, hits: np.ndarray, *, val_acc: floa
              "train_seconds": seconds, "train_images_per_second": 72 * len(history) / seconds, "params": params,
              "macs": macs, "device": "cpu", "precision": "fp32", "mlflow_run_id": None}
     write_json(layout.train_summary(family), train)
-    metrics = {"test": test_summary, "val": val_summary, "params": params, "macs": macs, "best_epoch": best_epoch,
+    tta = {} if tta_hits is None else {"test_tta": summaries["tta"], "tta": {"mode": "flip_translate", "views": 6}}
+    metrics = {"test": summaries["plain"], **tta, "ranked_by": ranked_by, "val": val_summary, "params": params,
+               "macs": macs, "best_epoch": best_epoch,
                "epochs_run": len(history), "train_seconds": seconds,
                "train_images_per_second": train["train_images_per_second"],
                "inference": {"images_per_second": 5000.0 * 1e6 / macs, "latency_ms": macs / 1e6,
@@ -102,18 +107,23 @@ CURVE_OVERFIT = [(1.0, 0.6, 0.9, 0.6), (0.5, 0.85, 0.7, 0.75), (0.2, 0.95, 0.8, 
 CURVE_JUMPY = [(1.0, 0.5, 0.9, 0.6), (0.8, 0.65, 0.7, 0.8), (0.6, 0.75, 0.9, 0.6), (0.5, 0.8, 0.6, 0.82)]
 
 
-def make_project(base: Path, hits: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
+def make_project(base: Path, hits: dict[str, np.ndarray] | None = None,
+                 tta_hits: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
     """Three families: ResNeXt best by default; vs ResNet b=10, c=3 (p=0.092), vs VGG b=9, c=0 (p=0.0039)."""
     layout = Layout(base)
     write_cache(layout)
     hits = hits or {"resnext": wrong_on(range(0, 3)), "resnet": wrong_on(range(3, 13)), "vgg": wrong_on(range(0, 12))}
+    tta = tta_hits or {}
     return {
         "vgg": write_family(layout, "vgg", hits["vgg"], val_acc=0.8, loss=0.61, params=900_000, macs=40_000_000,
-                            seconds=30.0, history=CURVE_OVERFIT, best_epoch=2, stopped_early=True),
+                            seconds=30.0, history=CURVE_OVERFIT, best_epoch=2, stopped_early=True,
+                            tta_hits=tta.get("vgg")),
         "resnet": write_family(layout, "resnet", hits["resnet"], val_acc=0.8333, loss=0.52, params=700_000,
-                               macs=35_000_000, seconds=40.0, history=CURVE_SMOOTH, best_epoch=4),
+                               macs=35_000_000, seconds=40.0, history=CURVE_SMOOTH, best_epoch=4,
+                               tta_hits=tta.get("resnet")),
         "resnext": write_family(layout, "resnext", hits["resnext"], val_acc=0.9, loss=0.33, params=500_000,
-                                macs=60_000_000, seconds=80.0, history=CURVE_JUMPY, best_epoch=4),
+                                macs=60_000_000, seconds=80.0, history=CURVE_JUMPY, best_epoch=4,
+                                tta_hits=tta.get("resnext")),
     }
 
 
@@ -231,6 +241,35 @@ def test_discussion_follows_the_numbers(default: tuple, tmp_path: Path) -> None:
     assert f"40.00 points behind {NAMES['vgg']}" in swapped  # 59/60 vs 35/60
     assert "significantly *less* accurate than ResNet" in swapped  # b=0, c=15
     assert first.split("## Learning curves")[0] != swapped.split("## Learning curves")[0]
+
+
+def test_ranked_by_tta_uses_the_tta_predictions_everywhere(tmp_path: Path) -> None:
+    """Single view: ResNeXt best (as in the default project); with TTA, ResNet is right on every image."""
+    tta = {"resnext": wrong_on(range(0, 3)), "resnet": wrong_on([]), "vgg": wrong_on(range(0, 12))}
+    metrics = make_project(tmp_path, tta_hits=tta)
+    path, _ = write_report(parse_params(SECTIONS), Runs([], "MLflow not used in this test"), Layout(tmp_path))
+    text = path.read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| Model |"))
+    columns = [c.strip() for c in header.strip("|").split("|")][1:]
+    rows = table_rows(text, "Model")
+    for family, name in NAMES.items():
+        cell = dict(zip(columns, (c.strip("*") for c in rows[name])))
+        assert cell["Test acc"] == md.pct(metrics[family]["test"]["accuracy"])
+        assert cell["TTA acc"] == md.pct(metrics[family]["test_tta"]["accuracy"])
+        assert cell["TTA loss"] == md.loss(metrics[family]["test_tta"]["loss"])
+        low, high = metrics[family]["test_tta"]["accuracy_ci"]
+        assert cell["95 % CI"] == f"{md.pct(low)} – {md.pct(high)}"
+    assert "The report ranks by **TTA acc**" in text and "averaged over 6 views" in text
+    assert "Ranked by test-time-augmented accuracy" in text
+    assert f"**{NAMES['resnet']} has the highest test accuracy**, 5.00 points ahead of {NAMES['resnext']}" in text
+    pair = table_rows(text, "Pair (A vs B)")[f"{NAMES['resnet']} vs {NAMES['resnext']}"]
+    assert pair[:2] == ["3", "0"]  # McNemar on the TTA hits: only ResNet right on 3 images, only ResNeXt on none
+    assert f"**{NAMES['resnet']}** classified all 60 test images correctly" in text  # the gallery too
+
+    plain = make_project(tmp_path / "mixed", tta_hits={"resnet": wrong_on([])})
+    assert plain["vgg"]["ranked_by"] == "plain"
+    with pytest.raises(ConvbenchError, match="ranked by test-time augmentation and some not"):
+        write_report(parse_params(SECTIONS), Runs([], "unused"), Layout(tmp_path / "mixed"))
 
 
 def test_training_analysis_reports_overfitting_early_stopping_and_volatility(default: tuple) -> None:

@@ -16,7 +16,8 @@ from convbench.data.format import load_cache, load_split
 from convbench.models import create_model
 from convbench.params import TrainParams, parse_params
 from convbench.paths import Layout
-from convbench.training.augment import Normalizer, cutout, random_crop, random_flip
+from convbench.training import loop
+from convbench.training.augment import Normalizer, alternating_flips, cutout, flip_coins, random_crop, random_flip
 from convbench.training.device import cpu_supports_bf16, resolve_runtime
 from convbench.training.loop import Trainer, snapshot
 from synthetic import write_params, write_synthetic_project
@@ -81,12 +82,13 @@ def stage(base: Path, family: str, **env: str) -> subprocess.CompletedProcess[st
                           capture_output=True, text=True, timeout=600)
 
 
-def test_a_killed_training_resumes_bit_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize("techniques", [{}, {"ema_decay": 0.9, "alternating_flip": True}], ids=["plain", "ema"])
+def test_a_killed_training_resumes_bit_identical(tmp_path: Path, techniques: dict[str, object]) -> None:
     runs = {}
     for name in ("straight", "killed"):
         base = tmp_path / name
         write_synthetic_project(base, classes=3, per_class=40, size=16)
-        write_params(base, TINY)
+        write_params(base, {**TINY, "train": {**TINY["train"], **techniques}})
         if name == "killed":
             died = stage(base, "resnet", CONVBENCH_TEST_KILL_AFTER_EPOCH="2")
             assert died.returncode == -9, died.stderr[-2000:]
@@ -109,6 +111,54 @@ def test_a_killed_training_resumes_bit_identical(tmp_path: Path) -> None:
     for key in ("best_epoch", "best_val_loss", "best_val_accuracy", "epochs_run"):
         assert summaries[0][key] == summaries[1][key]
     assert summaries[1]["mlflow_run_id"] == checkpoint["mlflow_run_id"]  # the resumed training continued its run
+
+
+def test_ema_weights_are_validated_kept_and_differ_from_the_trained_ones(project: Path) -> None:
+    t = trainer(project, epochs=3, ema_decay=0.9)
+    seen: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
+    result = t.fit(lambda row: seen.append((snapshot(t.model), snapshot(t.validated))))
+    assert t.validated is t.ema.module
+    for raw, ema in seen:
+        assert raw.keys() == ema.keys()
+        assert not all(torch.equal(raw[k], ema[k]) for k in raw if raw[k].is_floating_point())
+    best = seen[result.best_epoch - 1][1]
+    final = t.model.state_dict()
+    assert all(torch.equal(final[k], best[k]) for k in final if final[k].is_floating_point())
+    assert "ema" in t.state_dict() and trainer(project).ema is None
+
+
+def test_alternating_flip_mirrors_every_image_on_alternate_epochs(project: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    coins = flip_coins(1000, seed=0)
+    assert 400 < int(coins.sum()) < 600  # a random half in the first epoch
+    index = torch.arange(1000)
+    assert torch.equal(alternating_flips(coins, index, 1), coins)
+    assert torch.equal(alternating_flips(coins, index, 2), ~coins)
+    assert torch.equal(alternating_flips(coins, index, 3), coins)
+
+    t = trainer(project, epochs=2, alternating_flip=True, batch_size=8)  # 72 training images: no batch dropped
+    flipped: dict[int, dict[int, bool]] = {1: {}, 2: {}}
+    real = loop.augment_batch
+    epoch = iter([1] * t.steps_per_epoch + [2] * t.steps_per_epoch)
+
+    def spy(x: torch.Tensor, *args: object, flip_mask: torch.Tensor | None = None, **kw: object) -> torch.Tensor:
+        flipped[next(epoch)].update(zip(spy.index.tolist(), flip_mask.tolist()))
+        return real(x, *args, flip_mask=flip_mask, **kw)
+
+    real_batch = t._batch
+
+    def batch(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spy.index = index
+        return real_batch(index)
+
+    monkeypatch.setattr(loop, "augment_batch", spy)
+    t._batch = batch  # type: ignore[method-assign]
+    t.train_epoch(1)
+    t.train_epoch(2)
+    both = flipped[1].keys() & flipped[2].keys()
+    assert both == set(t.train_index.tolist())
+    assert all(flipped[2][i] != flipped[1][i] for i in both)
+    assert 0.3 < sum(flipped[1].values()) / len(flipped[1]) < 0.7
 
 
 def test_mlflow_run_holds_params_metrics_and_a_loadable_model(project: Path) -> None:

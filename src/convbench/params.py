@@ -69,7 +69,9 @@ class TrainParams:
     patience: int = 5
     crop_padding: int = 4
     flip: bool = True
+    alternating_flip: bool = False
     cutout: int = 0
+    ema_decay: float = 0.0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
@@ -90,6 +92,8 @@ class TrainParams:
         require(self.patience >= 1, "patience", "must be at least 1")
         require(self.crop_padding >= 0, "crop_padding", "must be non-negative")
         require(self.cutout >= 0, "cutout", "must be 0 (off) or a square side in pixels")
+        require(self.flip or not self.alternating_flip, "alternating_flip", "needs train.flip: true")
+        require(0.0 <= self.ema_decay < 1.0, "ema_decay", f"must be 0 (off) or in (0, 1), got {self.ema_decay}")
         require(self.threads >= 0, "threads", "must be 0 (all cores) or a positive count")
         require(self.nproc >= 1, "nproc", f"must be at least 1, got {self.nproc}")
         require(
@@ -100,11 +104,29 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class EvalParams:
+    """How the evaluate stage scores the test split, and which score the report ranks by.
+
+    Single-view scores are always computed (every run in the studies has them);
+    ``tta`` adds the logits averaged over mirrored and shifted views
+    (:func:`convbench.training.augment.tta_views`).
+    """
+
+    tta: Literal["none", "flip", "flip_translate"] = "flip_translate"
+    rank_by: Literal["plain", "tta"] = "tta"
+
+    def __post_init__(self) -> None:
+        require(self.rank_by == "plain" or self.tta != "none", "rank_by",
+                "tta needs evaluate.tta set to flip or flip_translate")
+
+
+@dataclass(frozen=True)
 class Params:
-    """The whole params.yaml: data, the shared recipe, and every family's typed model config."""
+    """The whole params.yaml: data, the shared recipe, evaluation, and every family's typed model config."""
 
     data: DataParams = field(default_factory=DataParams)
     train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvalParams = field(default_factory=EvalParams)
     models: dict[str, FamilyConfig] = field(default_factory=lambda: {f: model_config(f) for f in FAMILIES})
 
     def run_params(self, family: str) -> dict[str, str]:
@@ -121,7 +143,7 @@ class Params:
 def parse_params(raw: dict[str, Any] | None) -> Params:
     """Validate a params mapping: unknown sections or keys, wrong types, bad ranges all fail here."""
     raw = dict(raw or {})
-    known = {"data", "train", *FAMILIES}
+    known = {"data", "train", "evaluate", *FAMILIES}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"params: unknown section(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
@@ -134,6 +156,7 @@ def parse_params(raw: dict[str, Any] | None) -> Params:
     return Params(
         data=parse_section(DataParams, raw.get("data"), "data"),
         train=parse_section(TrainParams, raw.get("train"), "train"),
+        evaluate=parse_section(EvalParams, raw.get("evaluate"), "evaluate"),
         models=models,
     )
 

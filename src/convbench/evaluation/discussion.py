@@ -62,11 +62,11 @@ def _find(pairs: Sequence[Pair], a: FamilyResult, b: FamilyResult) -> Pair:
 
 
 def _acc(r: FamilyResult) -> float:
-    return float(r.metric("test", "accuracy"))
+    return float(r.metric(r.test_key, "accuracy"))
 
 
 def _ci(r: FamilyResult) -> str:
-    ci = r.metric("test", "accuracy_ci")
+    ci = r.metric(r.test_key, "accuracy_ci")
     return f"95 % CI {md.pct(ci[0], 1)} – {md.pct(ci[1], 1)}" if ci else "no CI"
 
 
@@ -83,7 +83,8 @@ def ranking(results: Sequence[FamilyResult], pairs: Sequence[Pair]) -> list[str]
     """Who leads on test accuracy, by how much, and whether the lead is more than noise."""
     ranked = sorted(results, key=_acc, reverse=True)
     n = len(ranked[0].predictions)
-    lines = [f"Ranked by accuracy on the {n:,} test images:", ""]
+    kind = "test-time-augmented accuracy" if ranked[0].ranked_by == "tta" else "single-view accuracy"
+    lines = [f"Ranked by {kind} on the {n:,} test images:", ""]
     lines += [f"{k}. {r.name}: {md.pct(_acc(r))} ({_ci(r)})" for k, r in enumerate(ranked, 1)]
     lines.append("")
     if len(ranked) < 2:

@@ -33,7 +33,7 @@ from convbench.models import model_config
 from convbench.params import Params
 from convbench.paths import Layout
 from convbench.training import load_trained
-from convbench.training.augment import Normalizer
+from convbench.training.augment import Normalizer, tta_views
 from convbench.training.device import Runtime, resolve_runtime, timed
 
 
@@ -65,32 +65,41 @@ class SplitScores:
 
 
 def score_split(model: nn.Module, cache: Cache, indices: torch.Tensor, batch_size: int,
-                device: torch.device, desc: str) -> SplitScores:
-    """Run ``model`` over the cache images at ``indices`` in fp32 batches; loss is plain cross-entropy.
+                device: torch.device, desc: str, tta: str = "none") -> dict[str, SplitScores]:
+    """Run ``model`` over the cache images at ``indices`` in fp32 batches: ``{"plain": ...}``, plus ``"tta"``.
 
-    Plain (unsmoothed) cross-entropy makes the losses comparable across families and
-    with the course's table, whatever ``train.label_smoothing`` was.
+    The ``"tta"`` scores average the logits of :func:`tta_views` (``tta`` is its
+    mode; the first view is the plain image, so the plain scores cost nothing
+    extra). Loss is plain (unsmoothed) cross-entropy, which makes the losses
+    comparable across families and with the course's table, whatever
+    ``train.label_smoothing`` was.
     """
     normalize = Normalizer(cache.mean, cache.std, device)
-    preds, probs, total_loss = [], [], 0.0
+    kinds = ("plain",) if tta == "none" else ("plain", "tta")
+    preds: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
+    probs: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
+    losses = dict.fromkeys(kinds, 0.0)
     labels = cache.labels[indices]
-    with torch.inference_mode(), tqdm(total=len(indices), desc=desc, unit="img", disable=None) as bar:
+    views = len(tta_views(cache.images[:1], tta))
+    with torch.inference_mode(), tqdm(total=len(indices) * views, desc=desc, unit="img", disable=None) as bar:
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
-            logits = model(normalize(cache.images[chunk].to(device))).float()
+            outputs = [model(view).float() for view in tta_views(normalize(cache.images[chunk].to(device)), tta)]
+            logits = {"plain": outputs[0], "tta": torch.stack(outputs).mean(0)}
             target = labels[start:start + batch_size].to(device)
-            total_loss += float(F.cross_entropy(logits, target, reduction="sum"))
-            p, k = logits.softmax(dim=1).max(dim=1)
-            preds.append(k.cpu())
-            probs.append(p.cpu())
-            bar.update(len(chunk))
-    return SplitScores(
+            for kind in kinds:
+                losses[kind] += float(F.cross_entropy(logits[kind], target, reduction="sum"))
+                p, k = logits[kind].softmax(dim=1).max(dim=1)
+                preds[kind].append(k.cpu())
+                probs[kind].append(p.cpu())
+            bar.update(len(chunk) * views)
+    return {kind: SplitScores(
         indices=indices.numpy(),
         labels=labels.numpy(),
-        preds=torch.cat(preds).numpy(),
-        probs=torch.cat(probs).numpy(),
-        loss=total_loss / len(indices),
-    )
+        preds=torch.cat(preds[kind]).numpy(),
+        probs=torch.cat(probs[kind]).numpy(),
+        loss=losses[kind] / len(indices),
+    ) for kind in kinds}
 
 
 def measure_speed(model: nn.Module, runtime: Runtime, normalize: Normalizer, batch: torch.Tensor,
@@ -161,16 +170,31 @@ def split_metrics(scores: SplitScores, classes: list[str]) -> tuple[dict[str, An
     return summary, per_class, confusion_matrix(scores.labels, scores.preds, labels=labels)
 
 
-def write_eval_dir(out: Path, family: str, classes: list[str], test: SplitScores,
+def accuracy_interval(scores: SplitScores, settings: EvalSettings) -> dict[str, Any]:
+    """The percentile-bootstrap confidence interval of a split's accuracy, as metrics keys."""
+    low, high = bootstrap_ci(scores.labels == scores.preds, settings.resamples, settings.confidence, settings.seed)
+    return {"accuracy_ci": [low, high], "accuracy_ci_low": low, "accuracy_ci_high": high}
+
+
+def write_eval_dir(out: Path, family: str, classes: list[str], test: dict[str, SplitScores], ranked_by: str,
                    per_class: list[dict[str, Any]], matrix: np.ndarray, model_info: dict[str, Any]) -> None:
-    """reports/eval/<family>/: predictions.csv (test-split order), confusion.json/.png, per_class.json, model.json."""
+    """reports/eval/<family>/: predictions.csv (test-split order), confusion.json/.png, per_class.json, model.json.
+
+    predictions.csv has the single-view ``pred``/``prob`` and, with test-time
+    augmentation, ``tta_pred``/``tta_prob``; the confusion matrix and per-class
+    scores are those of the predictions the report ranks by (``ranked_by``).
+    """
     out.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame({"index": test.indices, "label": test.labels, "pred": test.preds, "prob": test.probs})
+    plain = test["plain"]
+    columns = {"index": plain.indices, "label": plain.labels, "pred": plain.preds, "prob": plain.probs}
+    if "tta" in test:
+        columns |= {"tta_pred": test["tta"].preds, "tta_prob": test["tta"].probs}
+    frame = pd.DataFrame(columns)
     atomic_write_bytes(out / "predictions.csv", frame.to_csv(index=False, float_format="%.6f").encode())
     write_json(out / "confusion.json", {"classes": list(classes), "matrix": np.asarray(matrix).tolist(),
-                                        "rows": "true class", "columns": "predicted class"})
+                                        "rows": "true class", "columns": "predicted class", "predictions": ranked_by})
     figures.confusion_figure({f"{family} (test)": matrix}, classes, out / "confusion.png")
-    write_json(out / "per_class.json", {"classes": per_class})
+    write_json(out / "per_class.json", {"classes": per_class, "predictions": ranked_by})
     write_json(out / "model.json", {"family": family, **model_info})
 
 
@@ -205,15 +229,16 @@ def evaluate_family(family: str, params: Params, layout: Layout = Layout(),
         raise ConvbenchError(f"models/{family}.pt was trained on other data (classes or image size differ "
                              f"from {layout.cache}); run `dvc repro train@{family}`")
     batch_size = params.train.eval_batch_size
-    val = score_split(model, cache, split["val"], batch_size, runtime.device, f"{family} val")
-    test = score_split(model, cache, split["test"], batch_size, runtime.device, f"{family} test")
+    tta, ranked_by = params.evaluate.tta, params.evaluate.rank_by
+    val = score_split(model, cache, split["val"], batch_size, runtime.device, f"{family} val")["plain"]
+    test = score_split(model, cache, split["test"], batch_size, runtime.device, f"{family} test", tta)
     val_summary, _, _ = split_metrics(val, cache.classes)
-    test_summary, per_class, matrix = split_metrics(test, cache.classes)
-    low, high = bootstrap_ci(test.labels == test.preds, settings.resamples, settings.confidence, settings.seed)
-    test_summary |= {"accuracy_ci": [low, high], "accuracy_ci_low": low, "accuracy_ci_high": high}
+    scored = {kind: split_metrics(scores, cache.classes) for kind, scores in test.items()}
+    summaries = {kind: scored[kind][0] | accuracy_interval(scores, settings) for kind, scores in test.items()}
+    _, per_class, matrix = scored[ranked_by]
     speed = measure_speed(model, runtime, Normalizer(cache.mean, cache.std, runtime.device),
                           cache.images[split["test"][:batch_size]], settings)
-    write_eval_dir(layout.eval_dir(family), family, cache.classes, test, per_class, matrix, {
+    write_eval_dir(layout.eval_dir(family), family, cache.classes, test, ranked_by, per_class, matrix, {
         "config": to_dict(model_config(family, **meta["config"])),
         "classes": list(cache.classes),
         "image_size": cache.image_size,
@@ -223,7 +248,10 @@ def evaluate_family(family: str, params: Params, layout: Layout = Layout(),
         "accuracy_precision": "fp32",
     })
     metrics = {
-        "test": test_summary,
+        "test": summaries["plain"],
+        **({"test_tta": summaries["tta"]} if "tta" in summaries else {}),
+        "ranked_by": ranked_by,
+        "tta": {"mode": tta, "views": len(tta_views(cache.images[:1], tta))},
         "val": val_summary,
         "params": train.get("params"),
         "macs": train.get("macs"),
@@ -240,11 +268,15 @@ def evaluate_family(family: str, params: Params, layout: Layout = Layout(),
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The numeric evaluation results as MLflow metric names (``test_accuracy``, ``inference_latency_ms``...).
 
+    ``test_*`` is always the single-view score, the one every run in the seed and
+    cardinality studies has; test-time augmentation logs as ``test_tta_*``.
+
     Validation scores get an ``eval_`` prefix so they never mix with the per-epoch
     ``val_*`` curves training logs to the same run.
     """
     flat = {"model_params": metrics["params"], "model_macs": metrics["macs"]}
     flat |= {f"test_{k}": v for k, v in metrics["test"].items()}
+    flat |= {f"test_tta_{k}": v for k, v in metrics.get("test_tta", {}).items()}
     flat |= {f"eval_val_{k}": v for k, v in metrics["val"].items()}
     flat |= {f"inference_{k}": v for k, v in metrics["inference"].items()}
     return {k: float(v) for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -253,8 +285,10 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 def print_summary(family: str, metrics: dict[str, Any], out: Path) -> None:
     """One human-readable line per split on stdout."""
     t, v, i = metrics["test"], metrics["val"], metrics["inference"]
+    tta = metrics.get("test_tta")
+    views = f", {metrics['tta']['views']}-view TTA {100 * tta['accuracy']:.2f} % (loss {tta['loss']:.4f})" if tta else ""
     print(f"{family}: test accuracy {100 * t['accuracy']:.2f} % (95 % CI {100 * t['accuracy_ci'][0]:.2f}–"
-          f"{100 * t['accuracy_ci'][1]:.2f}), loss {t['loss']:.4f}, macro-F1 {t['macro_f1']:.4f}; "
+          f"{100 * t['accuracy_ci'][1]:.2f}), loss {t['loss']:.4f}, macro-F1 {t['macro_f1']:.4f}{views}; "
           f"val accuracy {100 * v['accuracy']:.2f} %, loss {v['loss']:.4f}; "
           f"{i['images_per_second']:,.0f} img/s, {i['latency_ms']:.2f} ms at batch 1 ({i['device']}, {i['precision']}) "
           f"-> {out}")

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from convbench.config import to_dict
-from convbench.params import DataParams, Params, TrainParams
+from convbench.params import DataParams, EvalParams, Params, TrainParams
 from convbench.paths import git_head
 
 
@@ -64,6 +64,7 @@ def changed_params(params: Params) -> list[tuple[str, Any, Any]]:
     """``(key, value, default)`` for every parameter that differs from the code's default."""
     rows = _differences("data", to_dict(params.data), to_dict(DataParams()))
     rows += _differences("train", to_dict(params.train), to_dict(TrainParams()))
+    rows += _differences("evaluate", to_dict(params.evaluate), to_dict(EvalParams()))
     for family, config in params.models.items():
         rows += _differences(family, to_dict(config), to_dict(type(config)()))
     return rows

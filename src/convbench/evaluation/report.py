@@ -65,10 +65,16 @@ def seconds_to_reach(history: pd.DataFrame | None, threshold: float | None) -> f
     return float(history["seconds"].cumsum()[reached].iloc[0]) if reached.any() else None
 
 
-def summary_columns(seeds: dict[str, int], threshold: float | None = None) -> list[md.Column]:
-    """The course's table (validation/test loss and accuracy) plus cost, confidence, seeds and speed."""
+def summary_columns(seeds: dict[str, int], threshold: float | None = None, tta: bool = False) -> list[md.Column]:
+    """The course's table (validation/test loss and accuracy) plus TTA, cost, confidence, seeds and speed.
+
+    The 95 % CI and macro-F1 are those of the predictions the report ranks by.
+    """
     def m(*keys: str) -> Any:
         return lambda r: r.metric(*keys)
+
+    def ranked(key: str) -> Any:
+        return lambda r: r.metric(r.test_key, key)
 
     reach = ([] if threshold is None else
              [md.Column(f"Time to {md.pct(threshold, 1)} val", lambda r: seconds_to_reach(r.history, threshold),
@@ -79,10 +85,12 @@ def summary_columns(seeds: dict[str, int], threshold: float | None = None) -> li
         md.Column("Val acc", m("val", "accuracy"), md.pct, "higher"),
         md.Column("Test loss", m("test", "loss"), md.loss, "lower"),
         md.Column("Test acc", m("test", "accuracy"), md.pct, "higher"),
-        md.Column("95 % CI", m("test", "accuracy_ci"),
+        *([md.Column("TTA loss", m("test_tta", "loss"), md.loss, "lower"),
+           md.Column("TTA acc", m("test_tta", "accuracy"), md.pct, "higher")] if tta else []),
+        md.Column("95 % CI", ranked("accuracy_ci"),
                   lambda v: md.MISSING if not v else f"{md.pct(v[0])} – {md.pct(v[1])}"),
         md.Column("Seeds", lambda r: seeds.get(r.family, 1), str),
-        md.Column("Macro-F1", m("test", "macro_f1"), lambda v: md.MISSING if v is None else f"{v:.4f}", "higher"),
+        md.Column("Macro-F1", ranked("macro_f1"), lambda v: md.MISSING if v is None else f"{v:.4f}", "higher"),
         md.Column("Params", m("params"), md.count, "lower"),
         md.Column("MACs", m("macs"), md.count, "lower"),
         md.Column("Best epoch", lambda r: r.metric("best_epoch"),
@@ -97,7 +105,7 @@ def summary_columns(seeds: dict[str, int], threshold: float | None = None) -> li
 
 def summary_section(results: Sequence[FamilyResult], label_smoothing: float, seeds: dict[str, int]) -> list[str]:
     threshold = accuracy_threshold(results)
-    columns = summary_columns(seeds, threshold)
+    columns = summary_columns(seeds, threshold, tta=any(r.metric("test_tta") for r in results))
     smoothing = (f"; the learning curves below show the training objective (label smoothing {label_smoothing:g}), "
                  "so their losses are higher" if label_smoothing > 0 else "")
     rows = md.compare_rows(results, lambda r: r.name, columns)
@@ -108,7 +116,8 @@ def summary_section(results: Sequence[FamilyResult], label_smoothing: float, see
         md.table(["Model", *(c.header for c in columns)], rows), "",
         "Best value of each column in **bold** (lower is better for losses, size, compute, time and latency). "
         f"Losses are plain cross-entropy of the restored best weights, computed in fp32{smoothing}. "
-        "The 95 % CI is a percentile bootstrap of test accuracy over the test images. "
+        f"{ranking_note(results)} "
+        "The 95 % CI is a percentile bootstrap of that accuracy over the test images. "
         f"Throughput: batch {inference.get('batch_size', md.MISSING)}, latency: median of "
         f"{inference.get('latency_runs', md.MISSING)} single-image runs, both on {inference.get('device', md.MISSING)} "
         f"in {inference.get('precision', md.MISSING)}"
@@ -118,6 +127,21 @@ def summary_section(results: Sequence[FamilyResult], label_smoothing: float, see
            "first epoch whose validation accuracy reached the lowest final validation accuracy of the models "
            "minus 2 points (see Time to accuracy)."), "",
     ]
+
+
+def ranking_note(results: Sequence[FamilyResult]) -> str:
+    """Which test predictions the report ranks by: test-time augmentation or the single view."""
+    first = results[0]
+    if first.ranked_by == "plain":
+        tta = " (TTA columns: test-time augmentation, shown but not ranked by)" if first.metric("test_tta") else ""
+        return (f"The report ranks by single-view test accuracy{tta}; the CI, macro-F1, McNemar tests, "
+                "confusion matrices, per-class scores and mistakes below are those of the single-view predictions.")
+    views = first.metric("tta", "views") or md.MISSING
+    return (f"The report ranks by **TTA acc**: test-time augmentation, the softmax of logits averaged over {views} "
+            f"views of each image ({first.metric('tta', 'mode')}: mirrored and, with translate, shifted by one "
+            "pixel); the CI, macro-F1, McNemar tests, confusion matrices, per-class scores and mistakes below "
+            "are those of the TTA predictions. Test acc is a single view, the score the seed and cardinality "
+            "studies compare.")
 
 
 def _figure(title: str, name: str) -> str:
@@ -186,14 +210,15 @@ def gallery_section(results: Sequence[FamilyResult], cache: Cache | None, figdir
         return lines + ["data/cache.pt is not available, so the images cannot be shown (run `dvc pull` or "
                         "`dvc repro cache`).", ""]
     for r in results:
-        wrong = r.predictions[r.predictions["label"] != r.predictions["pred"]]
+        pred, prob = r.pred_columns
+        wrong = r.predictions[r.predictions["label"] != r.predictions[pred]]
         if wrong.empty:
             lines += [f"**{r.name}** classified all {len(r.predictions):,} test images correctly.", ""]
             continue
-        shown = wrong.sort_values(["prob", "index"], ascending=[False, True]).head(GALLERY_SIZE)
+        shown = wrong.sort_values([prob, "index"], ascending=[False, True]).head(GALLERY_SIZE)
         images = cache.images[torch.tensor(shown["index"].tolist(), dtype=torch.long)].numpy().transpose(0, 2, 3, 1)
         captions = [f"{r.classes[t]} → {r.classes[p]}\n{100 * q:.0f} %"
-                    for t, p, q in zip(shown["label"], shown["pred"], shown["prob"])]
+                    for t, p, q in zip(shown["label"], shown[pred], shown[prob])]
         rows = [slice(k, k + GALLERY_COLUMNS) for k in range(0, len(shown), GALLERY_COLUMNS)]
         name = f"misclassified_{r.family}.png"
         figures.image_grid([images[s] for s in rows], figdir / name, captions=[captions[s] for s in rows],
@@ -413,7 +438,7 @@ def write_report(params: Params, runs: Runs, layout: Layout = Layout()) -> tuple
 
 def headline_metrics(results: Sequence[FamilyResult]) -> dict[str, float]:
     """``<family>_test_accuracy`` and friends, so MLflow can compare report runs at a glance."""
-    keys = (("test", "accuracy"), ("test", "macro_f1"), ("val", "accuracy"))
+    keys = (("test", "accuracy"), ("test", "macro_f1"), ("test_tta", "accuracy"), ("val", "accuracy"))
     return {f"{r.family}_{'_'.join(k)}": float(r.metric(*k)) for r in results for k in keys
             if r.metric(*k) is not None}
 

@@ -72,9 +72,25 @@ class FamilyResult:
         return value
 
     @property
+    def ranked_by(self) -> str:
+        """``"tta"`` when the evaluate stage ranks by test-time augmentation, else ``"plain"`` (also older files)."""
+        return "tta" if self.metrics.get("ranked_by") == "tta" and "test_tta" in self.metrics else "plain"
+
+    @property
+    def test_key(self) -> str:
+        """The metrics section of the test scores the report ranks by: ``test_tta`` or ``test``."""
+        return "test_tta" if self.ranked_by == "tta" else "test"
+
+    @property
+    def pred_columns(self) -> tuple[str, str]:
+        """The predictions.csv columns (class, probability) of the predictions the report ranks by."""
+        return ("tta_pred", "tta_prob") if self.ranked_by == "tta" else ("pred", "prob")
+
+    @property
     def correct(self) -> pd.Series:
-        """Per-test-image hit (True/False), indexed by cache index."""
-        return (self.predictions["label"] == self.predictions["pred"]).set_axis(self.predictions["index"])
+        """Per-test-image hit (True/False) of the ranked predictions, indexed by cache index."""
+        pred, _ = self.pred_columns
+        return (self.predictions["label"] == self.predictions[pred]).set_axis(self.predictions["index"])
 
     @property
     def epochs_run(self) -> int | None:
@@ -106,7 +122,7 @@ def load_family(layout: Layout, family: str, config: dict[str, Any]) -> FamilyRe
     train = read_json(train_path, f"train@{family}") if train_path.is_file() else {}
     history_path = layout.history(family)
     history = _read_csv(history_path, HISTORY_COLUMNS, f"train@{family}") if history_path.is_file() else None
-    return FamilyResult(
+    result = FamilyResult(
         family=family,
         name=display_name(family, config),
         config=config,
@@ -119,6 +135,11 @@ def load_family(layout: Layout, family: str, config: dict[str, Any]) -> FamilyRe
         predictions=_read_csv(eval_dir / "predictions.csv", PREDICTION_COLUMNS, evaluate),
         history=history,
     )
+    missing = [c for c in result.pred_columns if c not in result.predictions.columns]
+    if missing:
+        raise ConvbenchError(f"{eval_dir / 'predictions.csv'} lacks column(s) {', '.join(missing)}; "
+                             f"run `dvc repro {evaluate}` again")
+    return result
 
 
 def load_results(layout: Layout, configs: dict[str, dict[str, Any]]) -> list[FamilyResult]:
@@ -133,4 +154,7 @@ def load_results(layout: Layout, configs: dict[str, dict[str, Any]]) -> list[Fam
     if len(classes) > 1:
         raise ConvbenchError(
             "the families were evaluated on different class lists; run `dvc repro` to re-evaluate them")
+    if len({r.ranked_by for r in results}) > 1:
+        raise ConvbenchError("some families were ranked by test-time augmentation and some not; "
+                             "run `dvc repro` to re-evaluate them with the same evaluate params")
     return results

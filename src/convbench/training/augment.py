@@ -54,11 +54,29 @@ def random_crop(
     return x.gather(3, cols[:, None, None, :].expand(n, c, h, w))
 
 
+def flip_where(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the samples where ``mask`` (one bool per sample) is True."""
+    return torch.where(mask.to(x.device)[:, None, None, None], x.flip(3), x)
+
+
 def random_flip(x: torch.Tensor, generator: torch.Generator, part: Part | None = None) -> torch.Tensor:
     """Mirror each sample left-right with probability 1/2."""
-    n = x.shape[0]
-    flip = (_draw(lambda k: torch.rand(k, generator=generator), n, part) < 0.5).to(x.device)
-    return torch.where(flip[:, None, None, None], x.flip(3), x)
+    return flip_where(x, _draw(lambda k: torch.rand(k, generator=generator), x.shape[0], part) < 0.5)
+
+
+def flip_coins(images: int, seed: int) -> torch.Tensor:
+    """One fair coin per cache image: whether alternating flip mirrors it in the first epoch."""
+    return torch.rand(images, generator=torch.Generator().manual_seed(seed)) < 0.5
+
+
+def alternating_flips(coins: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Which images at cache ``index`` alternating flip mirrors in ``epoch`` (1-based).
+
+    airbench's alternating flip: a random half in the first epoch, then every
+    image the other way round from the epoch before, so each is seen both ways
+    in every two epochs (no epoch repeats the previous one's view by chance).
+    """
+    return coins[index] ^ bool((epoch - 1) % 2)
 
 
 def cutout(x: torch.Tensor, size: int, generator: torch.Generator, part: Part | None = None) -> torch.Tensor:
@@ -78,6 +96,34 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator, part: Part | 
     in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)
     in_cols = (cols >= left[:, None]) & (cols < left[:, None] + size)
     return x.masked_fill(in_rows[:, None, :, None] & in_cols[:, None, None, :], 0)
+
+
+def translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Shift every image by ``(dy, dx)`` pixels, mirroring at the borders (a fixed :func:`random_crop`).
+
+    Output pixel ``(i, j)`` is input pixel ``(i + dy, j + dx)`` reflected into the image.
+    """
+    if dy == 0 and dx == 0:
+        return x
+    h, w = x.shape[-2:]
+    rows = _reflect(dy + torch.arange(h, device=x.device), h)
+    cols = _reflect(dx + torch.arange(w, device=x.device), w)
+    return x.index_select(2, rows).index_select(3, cols)
+
+
+TTA_SHIFTS: dict[str, tuple[tuple[int, int], ...]] = {
+    "none": ((0, 0),), "flip": ((0, 0),), "flip_translate": ((0, 0), (-1, -1), (1, 1)),
+}
+"""Shifts of each test-time augmentation mode; every mode but ``none`` also mirrors each shifted view.
+The six views of ``flip_translate`` are airbench94's: mirror x {no shift, (-1, -1), (+1, +1)}."""
+
+
+def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """The views whose logits test-time augmentation averages; the first is always ``x`` itself."""
+    shifted = [translate(x, dy, dx) for dy, dx in TTA_SHIFTS[mode]]
+    if mode == "none":
+        return shifted
+    return [view for s in shifted for view in (s, s.flip(3))]
 
 
 class Normalizer:
@@ -102,9 +148,15 @@ def augment_batch(
     flip: bool,
     cutout_size: int,
     part: Part | None = None,
+    flip_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Crop and flip the uint8 batch (4x less memory traffic), normalise, then cut out."""
+    """Crop and flip the uint8 batch (4x less memory traffic), normalise, then cut out.
+
+    ``flip_mask`` (from :func:`alternating_flips`) replaces the random flip.
+    """
     x = random_crop(x, crop_padding, generator, part)
-    if flip:
+    if flip_mask is not None:
+        x = flip_where(x, flip_mask)
+    elif flip:
         x = random_flip(x, generator, part)
     return cutout(normalizer(x), cutout_size, generator, part)

@@ -33,13 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from convbench.config import ConfigError
 from convbench.data.format import Cache
 from convbench.errors import ConvbenchError
 from convbench.params import TrainParams
-from convbench.training.augment import Normalizer, augment_batch
+from convbench.training.augment import Normalizer, alternating_flips, augment_batch, flip_coins
 from convbench.training.device import Runtime
 from convbench.training.distributed import Dist, shard_batches
 from convbench.training.optim import build_optimizer, build_scheduler
@@ -86,7 +87,10 @@ class Trainer:
     """SGD training of one model on a :class:`~convbench.data.format.Cache` split, with early stopping.
 
     Validation loss uses the same label-smoothed cross-entropy as training, so
-    the two curves measure the same thing and the gap shows over-fitting.
+    the two curves measure the same thing and the gap shows over-fitting. With
+    ``train.ema_decay`` the weights validated, kept as best and saved are an
+    exponential moving average of the trained ones, updated after every step
+    (BatchNorm statistics averaged too).
     """
 
     def __init__(
@@ -127,6 +131,10 @@ class Trainer:
         if dist.enabled:
             ids = [self.device] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay), use_buffers=True)
+                    if params.ema_decay > 0 else None)
+        self.coins = flip_coins(len(self.images), params.seed) if params.alternating_flip else None
+        """First-epoch flip of every cache image under ``train.alternating_flip``."""
         self.optimizer = build_optimizer(self.model, params)
         self.scheduler = build_scheduler(self.optimizer, params, self.steps_per_epoch)
         self.scaler = runtime.grad_scaler()
@@ -136,6 +144,11 @@ class Trainer:
         self.best_val_loss = math.inf
         self.best_epoch = 0
         self.bad_epochs = 0
+
+    @property
+    def validated(self) -> nn.Module:
+        """The weights that are validated, kept as best and saved: the moving average if there is one."""
+        return self.model if self.ema is None else self.ema.module
 
     # -- batches -------------------------------------------------------------------------------
 
@@ -177,9 +190,10 @@ class Trainer:
         with bar:
             for step, index in enumerate(batches):
                 x, y = self._batch(index)
+                flips = None if self.coins is None else alternating_flips(self.coins, index, epoch)
                 x = augment_batch(
                     x, self.normalizer, generator,
-                    crop_padding=p.crop_padding, flip=p.flip, cutout_size=p.cutout, part=part,
+                    crop_padding=p.crop_padding, flip=p.flip, cutout_size=p.cutout, part=part, flip_mask=flips,
                 ).contiguous(memory_format=self.runtime.memory_format)
                 with self.runtime.autocast():
                     logits = self.net(x)
@@ -188,6 +202,8 @@ class Trainer:
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.model)
                 lr = self.optimizer.param_groups[0]["lr"]
                 self.scheduler.step()
                 loss_sum += loss.detach() * len(y)
@@ -214,15 +230,15 @@ class Trainer:
         Ranks evaluate every ``world_size``-th image of ``index`` with rank 0's
         BatchNorm statistics and add up their sums.
         """
-        self.model.eval()
-        self.dist.sync_buffers(self.model)
+        model = self.validated.eval()
+        self.dist.sync_buffers(model)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         for chunk in index[self.dist.rank :: self.dist.world_size].split(self.params.eval_batch_size):
             x, y = self._batch(chunk)
             x = self.normalizer(x).contiguous(memory_format=self.runtime.memory_format)
             with self.runtime.autocast():
-                logits = self.model(x)
+                logits = model(x)
             loss_sum += self._loss(logits, y, "sum")
             correct += (logits.argmax(1) == y).sum()
         loss_sum, correct = self.dist.all_sum(loss_sum, correct)
@@ -263,7 +279,7 @@ class Trainer:
             self.epoch = epoch
             if val_loss < self.best_val_loss:
                 self.best_val_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
-                self.best_state = snapshot(self.model)
+                self.best_state = snapshot(self.validated)
             else:
                 self.bad_epochs += 1
             if on_epoch is not None:
@@ -305,6 +321,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
             "rng": {
                 "torch": self.dist.all_gather(torch.get_rng_state()),
                 "cuda": self.dist.all_gather(cuda_rng),
@@ -322,6 +339,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["rng"]["torch"][self.dist.rank])
         if self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"][self.dist.rank], self.device)
