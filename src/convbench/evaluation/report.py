@@ -116,7 +116,7 @@ def summary_section(results: Sequence[FamilyResult], label_smoothing: float, see
         md.table(["Model", *(c.header for c in columns)], rows), "",
         "Best value of each column in **bold** (lower is better for losses, size, compute, time and latency). "
         f"Losses are plain cross-entropy of the restored best weights, computed in fp32{smoothing}. "
-        f"{ranking_note(results)} "
+        f"{ranking_note(results)} {mac_note(results)} "
         "The 95 % CI is a percentile bootstrap of that accuracy over the test images. "
         f"Throughput: batch {inference.get('batch_size', md.MISSING)}, latency: median of "
         f"{inference.get('latency_runs', md.MISSING)} single-image runs, both on {inference.get('device', md.MISSING)} "
@@ -127,6 +127,24 @@ def summary_section(results: Sequence[FamilyResult], label_smoothing: float, see
            "first epoch whose validation accuracy reached the lowest final validation accuracy of the models "
            "minus 2 points (see Time to accuracy)."), "",
     ]
+
+
+MAC_BAND = 0.25
+"""Like-for-like cost: every model's forward MACs within this fraction of the models' mean."""
+
+
+def mac_note(results: Sequence[FamilyResult]) -> str:
+    """Whether the models cost the same per image: the MAC ratio of the costliest to the cheapest."""
+    macs = {r.name: r.metric("macs") for r in results if r.metric("macs")}
+    if len(macs) < 2:
+        return ""
+    high, low = max(macs, key=macs.get), min(macs, key=macs.get)
+    mean = sum(macs.values()) / len(macs)
+    matched = all(abs(v - mean) <= MAC_BAND * mean for v in macs.values())
+    verdict = (f"within ±{MAC_BAND:.0%} of their mean, so the comparison is at matched cost" if matched else
+               f"not within ±{MAC_BAND:.0%} of their mean, so accuracy differences also reflect cost")
+    return (f"Forward MACs per image: {high} needs {macs[high] / macs[low]:.2f}x those of {low}; the models are "
+            f"{verdict}.")
 
 
 def ranking_note(results: Sequence[FamilyResult]) -> str:
