@@ -277,6 +277,7 @@ def test_ranked_by_tta_uses_the_tta_predictions_everywhere(tmp_path: Path) -> No
     pair = table_rows(text, "Pair (A vs B)")[f"{NAMES['resnet']} vs {NAMES['resnext']}"]
     assert pair[:2] == ["3", "0"]  # McNemar on the TTA hits: only ResNet right on 3 images, only ResNeXt on none
     assert f"**{NAMES['resnet']}** classified all 60 test images correctly" in text  # the gallery too
+    assert "| Model | TTA acc | Params | MACs |" in text  # efficiency per parameter and per MAC
 
     plain = make_project(tmp_path / "mixed", tta_hits={"resnet": wrong_on([])})
     assert plain["vgg"]["ranked_by"] == "plain"

@@ -156,7 +156,8 @@ def efficiency(results: Sequence[FamilyResult]) -> list[str]:
         rows.append([r.name, md.pct(_acc(r)), md.count(params), md.count(macs),
                      md.MISSING if per_param[r.name] is None else f"{per_param[r.name]:,.1f}",
                      md.MISSING if per_mac[r.name] is None else f"{per_mac[r.name]:,.1f}"])
-    lines = [md.table(["Model", "Test acc", "Params", "MACs", "acc % per M params", "acc % per GMAC"], rows), ""]
+    score = "TTA acc" if results[0].ranked_by == "tta" else "Test acc"
+    lines = [md.table(["Model", score, "Params", "MACs", "acc % per M params", "acc % per GMAC"], rows), ""]
     valid_p = {k: v for k, v in per_param.items() if v is not None}
     valid_m = {k: v for k, v in per_mac.items() if v is not None}
     if len(valid_p) >= 2 and len(valid_m) >= 2:
