@@ -188,6 +188,21 @@ def test_course_recipe_composes_the_notebooks_settings() -> None:
     assert improved.models["vgg"] == first.models["vgg"] and improved.models["resnet"] == first.models["resnet"]
 
 
+def test_matched_recipe_costs_the_same_per_image_in_cpu_friendly_shapes() -> None:
+    """conf/recipes/matched.yaml: forward MACs within ±25 % of their mean, channels multiples of 16."""
+    (run,) = check(load_recipe("matched", ROOT), yaml.safe_load((ROOT / "params.yaml").read_text()), {})
+    models = {family: create_model(config, 10) for family, config in run.models.items()}
+    macs = {family: summarize(model, run.data.image_size).macs for family, model in models.items()}
+    mean = sum(macs.values()) / len(macs)
+    assert all(abs(m - mean) <= 0.25 * mean for m in macs.values()), macs
+    for family, model in models.items():
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        assert all(c.out_channels % 16 == 0 for c in convs), family
+        assert all(c.in_channels % 16 == 0 for c in convs[1:]), family  # the first sees the 3 colour channels
+    grouped = {c.groups for c in models["resnext"].modules() if isinstance(c, nn.Conv2d)} - {1}
+    assert grouped == {8} and run.train == parse_params(yaml.safe_load((ROOT / "params.yaml").read_text())).train
+
+
 def test_recipe_commands_are_plain_dvc_experiments() -> None:
     recipe = load_recipe("course", ROOT)
     cmds = commands(recipe, {"data.archive": "cnn_dataset.zip"}, queue=True)
