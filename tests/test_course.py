@@ -189,12 +189,11 @@ def test_course_recipe_composes_the_notebooks_settings() -> None:
 
 
 def test_matched_recipe_costs_the_same_per_image_in_cpu_friendly_shapes() -> None:
-    """conf/recipes/matched.yaml: forward MACs within ±25 % of their mean, channels multiples of 16."""
+    """conf/recipes/matched.yaml: forward MACs within 25 % of each other, channels multiples of 16."""
     (run,) = check(load_recipe("matched", ROOT), yaml.safe_load((ROOT / "params.yaml").read_text()), {})
     models = {family: create_model(config, 10) for family, config in run.models.items()}
     macs = {family: summarize(model, run.data.image_size).macs for family, model in models.items()}
-    mean = sum(macs.values()) / len(macs)
-    assert all(abs(m - mean) <= 0.25 * mean for m in macs.values()), macs
+    assert max(macs.values()) <= 1.25 * min(macs.values()), macs
     for family, model in models.items():
         convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
         assert all(c.out_channels % 16 == 0 for c in convs), family
