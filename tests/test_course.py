@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -188,18 +189,29 @@ def test_course_recipe_composes_the_notebooks_settings() -> None:
     assert improved.models["vgg"] == first.models["vgg"] and improved.models["resnet"] == first.models["resnet"]
 
 
-def test_matched_recipe_costs_the_same_per_image_in_cpu_friendly_shapes() -> None:
-    """conf/recipes/matched.yaml: forward MACs within 25 % of each other, channels multiples of 16."""
-    (run,) = check(load_recipe("matched", ROOT), yaml.safe_load((ROOT / "params.yaml").read_text()), {})
-    models = {family: create_model(config, 10) for family, config in run.models.items()}
-    macs = {family: summarize(model, run.data.image_size).macs for family, model in models.items()}
+def test_default_models_cost_the_same_per_image_in_cpu_friendly_shapes() -> None:
+    """params.yaml's three models: forward MACs within 25 % of each other, channels multiples of 16, ResNeXt C >= 4."""
+    params = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    models = {family: create_model(config, 10) for family, config in params.models.items()}
+    macs = {family: summarize(model, params.data.image_size).macs for family, model in models.items()}
     assert max(macs.values()) <= 1.25 * min(macs.values()), macs
     for family, model in models.items():
         convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
         assert all(c.out_channels % 16 == 0 for c in convs), family
         assert all(c.in_channels % 16 == 0 for c in convs[1:]), family  # the first sees the 3 colour channels
-    grouped = {c.groups for c in models["resnext"].modules() if isinstance(c, nn.Conv2d)} - {1}
-    assert grouped == {8} and run.train == parse_params(yaml.safe_load((ROOT / "params.yaml").read_text())).train
+    grouped = [c for c in models["resnext"].modules() if isinstance(c, nn.Conv2d) and c.groups > 1]
+    assert grouped and all(c.groups >= 4 and c.kernel_size == (3, 3) for c in grouped)
+
+
+def test_long_recipe_is_the_default_comparison_trained_three_times_longer() -> None:
+    """conf/recipes/long.yaml changes only the schedule's length: same data, models, evaluation and recipe otherwise."""
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    default = parse_params(base)
+    (run,) = check(load_recipe("long", ROOT), base, {})
+    assert run.train.epochs == 3 * default.train.epochs
+    assert run.train.warmup_epochs / run.train.epochs == default.train.warmup_epochs / default.train.epochs
+    assert replace(run.train, epochs=default.train.epochs, warmup_epochs=default.train.warmup_epochs) == default.train
+    assert (run.data, run.evaluate, run.models) == (default.data, default.evaluate, default.models)
 
 
 def test_recipe_commands_are_plain_dvc_experiments() -> None:

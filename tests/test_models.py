@@ -151,6 +151,10 @@ def test_summary_names_stages_and_restores_training_mode() -> None:
     assert summary.stages[-1][1] == (1, 10)
     imagenet = dict(summarize(create_model("resnet18", 10, width=0.25), 64).stages)
     assert imagenet["stem"] == (1, 16, 16, 16)  # 7x7/2 conv and 3x3/2 pool
+    pooled = summarize(create_model("resnet", 10, width=0.25, stem="pool"), 32)
+    assert dict(pooled.stages)["stem"] == (1, 16, 16, 16)  # 3x3/1 conv and 2x2/2 pool: stages start at 16 px
+    assert dict(pooled.stages)["layer4"] == (1, 128, 2, 2)
+    assert pooled.params == summary.params and 0.24 < pooled.macs / summary.macs < 0.26  # same weights, a quarter
     vgg = summarize(create_model("vgg", 10, width=0.25), 32)
     assert [name for name, _ in vgg.stages][:5] == [f"block{i}" for i in range(1, 6)]
     assert dict(vgg.stages)["block5"] == (1, 128, 1, 1)

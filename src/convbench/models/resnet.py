@@ -146,7 +146,8 @@ class ResNet(nn.Module):
     Stage ``i`` has ``64 * 2**i`` planes (times ``width``) and stride 2 except
     the first. ``stem="imagenet"`` is the paper's 7x7/2 convolution and 3x3/2
     max-pool; ``stem="cifar"`` is one 3x3/1 convolution and no pool, so 32 px
-    inputs keep their resolution. ``head_dropout`` drops pooled features before
+    inputs keep their resolution; ``stem="pool"`` adds a 2x2/2 max-pool to it,
+    so the stages start at 16 px, as fast CIFAR recipes' networks do. ``head_dropout`` drops pooled features before
     the classifier (the course notebook's models do). Initialisation is
     torchvision's (Kaiming normal, fan-out).
     """
@@ -172,7 +173,7 @@ class ResNet(nn.Module):
             self.maxpool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
         else:
             self.conv1 = conv3x3(3, inplanes)
-            self.maxpool = nn.Identity()
+            self.maxpool = nn.MaxPool2d(2) if stem == "pool" else nn.Identity()
         self.bn1 = nn.BatchNorm2d(inplanes)
         self.relu = nn.ReLU(inplace=True)
         self.stage_names = tuple(f"layer{i + 1}" for i in range(len(layers)))
