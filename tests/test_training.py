@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from convbench.config import ConfigError
 from convbench.data.format import load_cache, load_split
@@ -234,3 +235,11 @@ def test_augmentations_are_batched_and_seeded() -> None:
 def test_params_validate_every_family_before_training() -> None:
     with pytest.raises(ConfigError, match="resnext.cardinality"):
         parse_params({"resnext": {"cardinality": 64, "base_width": 1, "width": 0.25}})
+
+
+def test_a_bare_on_or_off_reads_as_the_word() -> None:
+    """DVC writes params.yaml as YAML 1.2 (`on` unquoted); PyYAML reads that as a bool, which means the word."""
+    assert parse_params(yaml.safe_load("train: {channels_last: on}")).train.channels_last == "on"
+    assert parse_params(yaml.safe_load("train: {channels_last: off}")).train.channels_last == "off"
+    with pytest.raises(ConfigError, match=r"train\.precision: True is not one of"):
+        parse_params(yaml.safe_load("train: {precision: on}"))  # only where on/off are the choices

@@ -32,6 +32,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` checked against ``tp`` (ints are accepted for floats)."""
     origin = get_origin(tp)
     if origin is Literal:
+        if isinstance(value, bool) and {"on", "off"} <= set(get_args(tp)):
+            value = "on" if value else "off"  # YAML 1.1 reads a bare on/off (as DVC's YAML 1.2 writes it) as a bool
         if value not in get_args(tp):
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, get_args(tp)))}")
         return value
