@@ -83,7 +83,8 @@ def stage(base: Path, family: str, **env: str) -> subprocess.CompletedProcess[st
                           capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("techniques", [{}, {"ema_decay": 0.9, "alternating_flip": True}], ids=["plain", "ema"])
+@pytest.mark.parametrize("techniques", [{}, {"ema_decay": 0.9, "alternating_flip": True}, {"whiten": 3}],
+                         ids=["plain", "ema", "whiten"])
 def test_a_killed_training_resumes_bit_identical(tmp_path: Path, techniques: dict[str, object]) -> None:
     runs = {}
     for name in ("straight", "killed"):

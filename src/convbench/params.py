@@ -72,6 +72,7 @@ class TrainParams:
     alternating_flip: bool = False
     cutout: int = 0
     ema_decay: float = 0.0
+    whiten: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
@@ -94,6 +95,8 @@ class TrainParams:
         require(self.cutout >= 0, "cutout", "must be 0 (off) or a square side in pixels")
         require(self.flip or not self.alternating_flip, "alternating_flip", "needs train.flip: true")
         require(0.0 <= self.ema_decay < 1.0, "ema_decay", f"must be 0 (off) or in (0, 1), got {self.ema_decay}")
+        require(self.whiten == 0 or (self.whiten >= 1 and self.whiten % 2 == 1), "whiten",
+                f"must be 0 (off) or an odd patch side such as 3, got {self.whiten}")
         require(self.threads >= 0, "threads", "must be 0 (all cores) or a positive count")
         require(self.nproc >= 1, "nproc", f"must be at least 1, got {self.nproc}")
         require(

@@ -51,6 +51,21 @@ def _load_data(params: Params, layout: Layout) -> tuple[Cache, dict[str, torch.T
     return cache, load_split(layout.split)
 
 
+WHITEN_IMAGES = 5000
+"""Training images whose patch covariance sets the whitening filters (airbench's count)."""
+
+
+def _whiten(model: torch.nn.Module, kernel: int, cache: Cache, split: dict[str, torch.Tensor]) -> None:
+    """Give ``model`` the frozen ``kernel`` x ``kernel`` patch whitening of ``train.whiten``, fitted on training images."""
+    from convbench.models.whiten import patch_whitening, whiten_stem, whitened_stem
+
+    images = Normalizer(cache.mean, cache.std, torch.device("cpu"))(cache.images[split["train"][:WHITEN_IMAGES]])
+    whiten_stem(model, kernel)
+    stem = whitened_stem(model)
+    assert stem is not None
+    stem.whiten.copy_(patch_whitening(images, kernel))
+
+
 def _input_example(cache: Cache, split: dict[str, torch.Tensor]) -> Any:
     """Two normalised validation images as float32 numpy (two, so the logged model keeps a dynamic batch)."""
     index = split["val"][:2] if len(split["val"]) >= 2 else split["train"][:2]
@@ -134,6 +149,8 @@ def _train(
     cache, split = _load_data(params, layout)
     torch.manual_seed(params.train.seed)
     model = create_model(params.models[family], cache.num_classes)
+    if params.train.whiten:
+        _whiten(model, params.train.whiten, cache, split)
     if dist.enabled:  # each rank its own dropout masks; the weights are rank 0's (DDP broadcasts them)
         torch.manual_seed(params.train.seed + 1 + dist.rank)
     size = summarize(model, cache.image_size)
@@ -186,6 +203,7 @@ def _train(
             cache=cache,
             best_epoch=result.best_epoch,
             mlflow_run_id=run_id,
+            whiten=params.train.whiten,
         )
         write_json(layout.train_summary(family), summary)
         write_history_csv(layout.history(family), result.history)

@@ -21,8 +21,13 @@ def save_trained(
     cache: Cache,
     best_epoch: int,
     mlflow_run_id: str | None,
+    whiten: int = 0,
 ) -> None:
-    """Write the contract's weights file: CPU, fp32, NCHW-contiguous tensors, loadable with ``weights_only``."""
+    """Write the contract's weights file: CPU, fp32, NCHW-contiguous tensors, loadable with ``weights_only``.
+
+    ``whiten`` is the patch side of the model's :class:`~convbench.models.whiten.WhitenedStem` (0: none), which
+    :func:`load_trained` needs to rebuild the same network.
+    """
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     atomic_torch_save(
         {
@@ -36,6 +41,7 @@ def save_trained(
             "image_size": cache.image_size,
             "best_epoch": best_epoch,
             "mlflow_run_id": mlflow_run_id,
+            "whiten": whiten,
         },
         path,
     )
@@ -48,11 +54,14 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     ``meta["image_size"]`` pixels.
     """
     from convbench.models import create_model
+    from convbench.models.whiten import whiten_stem
 
     path = Path(path)
     if not path.is_file():
         raise ConvbenchError(f"{path}: no trained model; run `dvc repro` (or `convbench train <family>`) first")
     meta = torch.load(path, map_location="cpu", weights_only=True)
     model = create_model(meta["family"], meta["num_classes"], **meta["config"])
+    if meta.get("whiten", 0):
+        whiten_stem(model, meta["whiten"])
     model.load_state_dict(meta.pop("state_dict"))
     return model.to(device).eval(), meta
