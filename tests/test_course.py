@@ -25,6 +25,7 @@ from convbench.data.split import make_split
 from convbench.data.unzip import unzip_archive
 from convbench.models import create_model, summarize
 from convbench.models.resnet import CourseBottleneck
+from convbench.models.whiten import whiten_stem
 from convbench.params import parse_params
 from convbench.recipes import check, commands, compose, load_recipe, parse_override
 from imagezips import class_colour, image_bytes, make_image, make_image_zip
@@ -193,12 +194,14 @@ def test_default_models_cost_the_same_per_image_in_cpu_friendly_shapes() -> None
     """params.yaml's three models: forward MACs within 25 % of each other, channels multiples of 16, ResNeXt C >= 4."""
     params = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
     models = {family: create_model(config, 10) for family, config in params.models.items()}
+    if params.train.whiten:  # what trains: the whitened stem's MACs count
+        models = {family: whiten_stem(model, params.train.whiten) for family, model in models.items()}
     macs = {family: summarize(model, params.data.image_size).macs for family, model in models.items()}
     assert max(macs.values()) <= 1.25 * min(macs.values()), macs
     for family, model in models.items():
         convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
         assert all(c.out_channels % 16 == 0 for c in convs), family
-        assert all(c.in_channels % 16 == 0 for c in convs[1:]), family  # the first sees the 3 colour channels
+        assert all(c.in_channels % 16 == 0 for c in convs[1:]), family  # the first sees the image (or its whitening)
     grouped = [c for c in models["resnext"].modules() if isinstance(c, nn.Conv2d) and c.groups > 1]
     assert grouped and all(c.groups >= 4 and c.kernel_size == (3, 3) for c in grouped)
 
