@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from convbench.families import FAMILIES
 from convbench.models import create_model, summarize
-from convbench.models.whiten import WhitenedStem, patch_whitening, whiten_stem, whitened_stem
+from convbench.models.whiten import WhitenedStem, patch_whitening, whiten_stem
 from convbench.params import TrainParams
 from convbench.config import ConfigError
 from convbench.paths import Layout
@@ -45,9 +45,8 @@ def test_every_family_gets_the_same_frozen_stem(family: str) -> None:
     torch.manual_seed(0)
     model = create_model(family, 10, **SMALL[family])
     before = summarize(model, 32)
-    whiten_stem(model, 3)
-    stem = whitened_stem(model)
-    assert isinstance(stem, WhitenedStem) and stem.conv.in_channels == 27
+    stem = whiten_stem(model, 3)
+    assert stem.conv.in_channels == 27
     assert sum(isinstance(m, WhitenedStem) for m in model.modules()) == 1
     after = summarize(model, 32)
     assert after.stages == before.stages  # same shapes everywhere: only the first convolution's input grew
@@ -74,8 +73,8 @@ def test_a_whitened_model_trains_frozen_and_reloads_from_its_weights_file(tmp_pa
     saved = torch.load(Layout(tmp_path).weights("resnet"), weights_only=True)
     assert saved["whiten"] == 3
     model, meta = load_trained(Layout(tmp_path).weights("resnet"))
-    stem = whitened_stem(model)
-    assert stem is not None and meta["whiten"] == 3
+    (stem,) = [m for m in model.modules() if isinstance(m, WhitenedStem)]
+    assert meta["whiten"] == 3
     from convbench.data.format import load_cache, load_split
     from convbench.training.augment import Normalizer
 

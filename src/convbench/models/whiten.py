@@ -38,7 +38,7 @@ def patch_whitening(images: torch.Tensor, kernel: int, eps: float = WHITEN_EPS) 
 
 
 class WhitenedStem(nn.Module):
-    """The fixed whitening convolution (odd ``kernel``, zero padding that keeps the size, no bias), then the learned ``conv`` on its output."""
+    """The fixed whitening convolution (odd ``kernel``, size-keeping zero padding), then the learned ``conv``."""
 
     def __init__(self, conv: nn.Conv2d, kernel: int) -> None:
         super().__init__()
@@ -55,8 +55,8 @@ class WhitenedStem(nn.Module):
         return self.conv(F.conv2d(x, self.whiten.to(x.dtype), padding=self.whiten.shape[-1] // 2))
 
 
-def whiten_stem(model: nn.Module, kernel: int) -> nn.Module:
-    """Replace ``model``'s first convolution on the 3-channel image by a :class:`WhitenedStem`; return ``model``.
+def whiten_stem(model: nn.Module, kernel: int) -> WhitenedStem:
+    """Replace ``model``'s first convolution on the 3-channel image by a :class:`WhitenedStem`, in place; return it.
 
     The whitening filters start at zero: set them with
     ``stem.whiten.copy_(patch_whitening(...))`` or load a saved state dict.
@@ -64,11 +64,7 @@ def whiten_stem(model: nn.Module, kernel: int) -> nn.Module:
     for parent in model.modules():
         for name, child in parent.named_children():
             if isinstance(child, nn.Conv2d) and child.in_channels == 3:
-                setattr(parent, name, WhitenedStem(child, kernel))
-                return model
+                stem = WhitenedStem(child, kernel)
+                setattr(parent, name, stem)
+                return stem
     raise ValueError(f"{type(model).__name__} has no convolution on 3-channel images to whiten")
-
-
-def whitened_stem(model: nn.Module) -> WhitenedStem | None:
-    """The model's :class:`WhitenedStem`, or None."""
-    return next((m for m in model.modules() if isinstance(m, WhitenedStem)), None)

@@ -57,13 +57,10 @@ WHITEN_IMAGES = 5000
 
 def _whiten(model: torch.nn.Module, kernel: int, cache: Cache, split: dict[str, torch.Tensor]) -> None:
     """Give ``model`` the frozen ``kernel`` x ``kernel`` patch whitening of ``train.whiten``, fitted on training images."""
-    from convbench.models.whiten import patch_whitening, whiten_stem, whitened_stem
+    from convbench.models.whiten import patch_whitening, whiten_stem
 
     images = Normalizer(cache.mean, cache.std, torch.device("cpu"))(cache.images[split["train"][:WHITEN_IMAGES]])
-    whiten_stem(model, kernel)
-    stem = whitened_stem(model)
-    assert stem is not None
-    stem.whiten.copy_(patch_whitening(images, kernel))
+    whiten_stem(model, kernel).whiten.copy_(patch_whitening(images, kernel))
 
 
 def _input_example(cache: Cache, split: dict[str, torch.Tensor]) -> Any:
