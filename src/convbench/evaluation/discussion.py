@@ -228,7 +228,9 @@ def architecture(results: Sequence[FamilyResult], pairs: Sequence[Pair]) -> list
     macs_a, macs_b = resnext.metrics.get("macs"), resnet.metrics.get("macs")
     verdict += "."
     if macs_a and macs_b and 0.8 <= macs_a / macs_b <= 1.25:
-        verdict += " The two have similar compute, so the difference is about architecture rather than size."
+        verdict += (" The two have similar compute, so the gap is not a matter of cost; whether it is the "
+                    "architecture or the training noise of one seed is for the repeated seeds to say "
+                    "(Repeated seeds).")
     elif macs_a and macs_b:
         verdict += (f" The two differ in compute ({macs_ratio}), so this pair cannot separate the effect of "
                     "cardinality from that of size; the cardinality section below varies C alone.")
