@@ -262,3 +262,21 @@ def test_gpu_epoch_bench_trains_every_course_model_for_one_epoch(tmp_path: Path)
     assert [r["family"] for r in rows] == ["vgg", "resnet", "resnext", "resnext"]
     assert [r["params"] for r in rows[1:]] == [NOTEBOOK_RESNET18_PARAMS, *NOTEBOOK_RESNEXT_PARAMS.values()]
     assert all(r["images_per_second"] > 0 and r["batch_size"] == 25 for r in rows)  # 25 training images < batch 64
+
+
+def test_gpu_epoch_bench_trains_the_network_the_train_stage_trains(tmp_path: Path) -> None:
+    """With ``--recipe long`` (params.yaml's models, ``train.whiten: 3``) each model gets the whitened stem's MACs."""
+    archive = make_image_zip(tmp_path / "cifar.zip", {"train": {"cat": 12, "dog": 12}, "test": {"cat": 4, "dog": 4}},
+                             size=32)
+    out = tmp_path / "gpu_epoch.json"
+    settings = ["-S", "train.device=cpu", "-S", "train.precision=fp32", "-S", "train.threads=1"]
+    assert gpu_bench(["--archive", str(archive), "--work", str(tmp_path / "work"), "--out", str(out),
+                      "--recipe", "long", *settings]) == 0
+    params = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    assert params.train.whiten
+    expected = {}
+    for family, config in params.models.items():
+        model = create_model(config, 2)
+        whiten_stem(model, params.train.whiten)
+        expected[family] = summarize(model, params.data.image_size).macs
+    assert {r["family"]: r["macs"] for r in json.loads(out.read_text())} == expected

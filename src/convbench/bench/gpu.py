@@ -27,10 +27,11 @@ from convbench.data.split import describe_split, make_split
 from convbench.data.unzip import unzip_archive
 from convbench.errors import ConvbenchError
 from convbench.families import FAMILIES, FamilyConfig
-from convbench.models import create_model, summarize
+from convbench.models import summarize
 from convbench.params import Params
 from convbench.paths import project_root
 from convbench.recipes import check, load_recipe, parse_override
+from convbench.training.build import build_untrained
 from convbench.training.device import resolve_runtime
 from convbench.training.loop import Trainer
 
@@ -55,10 +56,13 @@ def prepare(params: Params, archive: Path, work: Path) -> tuple[Cache, dict[str,
 
 
 def one_epoch(config: FamilyConfig, params: Params, cache: Cache, split: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Train the model of ``config`` for the first epoch of ``params.train``; speed, accuracy and peak memory."""
+    """Train the model of ``config`` for the first epoch of ``params.train``; speed, accuracy and peak memory.
+
+    The model is built as the train stage builds it, ``train.whiten``'s stem included.
+    """
     runtime = resolve_runtime(params.train)
     torch.manual_seed(params.train.seed)
-    model = create_model(config, cache.num_classes)
+    model = build_untrained(config, params.train.whiten, cache, split)
     family = model.family
     size = summarize(model, cache.image_size)
     if runtime.device.type == "cuda":

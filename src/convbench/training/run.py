@@ -20,12 +20,14 @@ from convbench.config import ConfigError, to_dict
 from convbench.data.format import Cache, load_cache, load_split, write_json
 from convbench.errors import ConvbenchError
 from convbench.families import FAMILIES
+from convbench.models import summarize
 from convbench.params import Params
 from convbench.paths import Layout
 from convbench.tracking.runlog import RunLogger
 from convbench.tracking.store import dataset_input
 from convbench.training import distributed
 from convbench.training.augment import Normalizer
+from convbench.training.build import build_untrained
 from convbench.training.checkpoint import fingerprint, kill_hook, load_checkpoint, save_checkpoint
 from convbench.training.device import Runtime, resolve_runtime
 from convbench.training.history import write_history_csv
@@ -49,18 +51,6 @@ def _load_data(params: Params, layout: Layout) -> tuple[Cache, dict[str, torch.T
             f"{params.data.image_size}; run `dvc repro cache`"
         )
     return cache, load_split(layout.split)
-
-
-WHITEN_IMAGES = 5000
-"""Training images whose patch covariance sets the whitening filters (airbench's count)."""
-
-
-def _whiten(model: torch.nn.Module, kernel: int, cache: Cache, split: dict[str, torch.Tensor]) -> None:
-    """Give ``model`` the frozen ``kernel`` x ``kernel`` patch whitening of ``train.whiten``, fitted on training images."""
-    from convbench.models.whiten import patch_whitening, whiten_stem
-
-    images = Normalizer(cache.mean, cache.std, torch.device("cpu"))(cache.images[split["train"][:WHITEN_IMAGES]])
-    whiten_stem(model, kernel).whiten.copy_(patch_whitening(images, kernel))
 
 
 def _input_example(cache: Cache, split: dict[str, torch.Tensor]) -> Any:
@@ -140,14 +130,10 @@ def train_family(
 def _train(
     family: str, params: Params, layout: Layout, runtime: Runtime, dist: distributed.Dist
 ) -> dict[str, Any] | None:
-    from convbench.models import create_model, summarize
-
     config = to_dict(params.models[family])
     cache, split = _load_data(params, layout)
     torch.manual_seed(params.train.seed)
-    model = create_model(params.models[family], cache.num_classes)
-    if params.train.whiten:
-        _whiten(model, params.train.whiten, cache, split)
+    model = build_untrained(params.models[family], params.train.whiten, cache, split)
     if dist.enabled:  # each rank its own dropout masks; the weights are rank 0's (DDP broadcasts them)
         torch.manual_seed(params.train.seed + 1 + dist.rank)
     size = summarize(model, cache.image_size)
