@@ -34,7 +34,6 @@ case "$cmd" in
   setup) setup ;;
   repro)
     setup
-    python -m convbench.stages.fetch
     python -m convbench.tracking
     dvc repro "$@"
     ;;

@@ -23,11 +23,11 @@ from imagezips import make_image_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("vgg", "resnet", "resnext")
-ALL_STAGES = {"unzip", "cache", "split", "runs", "report", *(f"{s}@{f}" for s in ("train", "evaluate") for f in FAMILIES)}
+ALL_STAGES = {"fetch", "unzip", "cache", "split", "runs", "report", *(f"{s}@{f}" for s in ("train", "evaluate") for f in FAMILIES)}
 
 TINY_PARAMS = {
     "data": {"archive": "data/tiny.zip", "image_size": 32, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 1},
-    "train": {"epochs": 2, "batch_size": 16, "eval_batch_size": 64, "lr": 0.05, "warmup_epochs": 0.5,
+    "train": {"epochs": 2, "batch_size": 16, "eval_batch_size": 64, "lr": 0.05, "warmup_fraction": 0.25,
               "precision": "fp32", "threads": 1},
     "vgg": {"depth": 11, "config": "A", "width": 0.125},
     "resnet": {"depth": 18, "width": 0.125},

@@ -9,12 +9,14 @@ pixel can be checked against its source.
     make_image_zip(path, {"train/a": 4, "test/a": 2, ...}, mode="RGBA", fmt="PNG", ext=".PNG")
     make_image_zip(path, {...}, extra={"__MACOSX/._x.jpg": b"junk"}, symlinks={"a/link.jpg": "/etc/passwd"})
     append_entry(path, "cnn/cat/huge.png", bytes(1 << 20), repeat=64)     # a 64 MiB zip bomb, streamed
+    add_central_record(path, "cat/000.png", name="cat/copy.png")         # a second entry on the same bytes
 """
 
 from __future__ import annotations
 
 import io
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping
@@ -149,3 +151,74 @@ def append_entry(
         for _ in range(repeat):
             dst.write(chunk)
     return path
+
+
+CENTRAL_SIGNATURE = b"PK\x01\x02"
+END_SIGNATURE = b"PK\x05\x06"
+CENTRAL_FIELDS = {"crc": 16, "compress_size": 20, "file_size": 24, "header_offset": 42}
+"""Offsets of the 4-byte fields a central-directory record's copy may change."""
+
+
+def _central_records(raw: bytes) -> tuple[int, list[tuple[int, int, str]]]:
+    """The end-of-central-directory offset and ``(start, end, name)`` of every central record.
+
+    Only archives without a zip comment or zip64 records (the small ones tests write).
+    """
+    eocd = len(raw) - 22
+    assert raw[eocd : eocd + 4] == END_SIGNATURE, "expected a zip without a comment"
+    count, _, start = struct.unpack_from("<HII", raw, eocd + 10)
+    records, pos = [], start
+    for _ in range(count):
+        assert raw[pos : pos + 4] == CENTRAL_SIGNATURE
+        n_name, n_extra, n_comment = struct.unpack_from("<HHH", raw, pos + 28)
+        end = pos + 46 + n_name + n_extra + n_comment
+        records.append((pos, end, raw[pos + 46 : pos + 46 + n_name].decode()))
+        pos = end
+    return eocd, records
+
+
+def add_central_record(path: Path, like: str, *, name: str | None = None, **fields: int) -> Path:
+    """Append to ``path``'s central directory a copy of entry ``like``'s record and return ``path``.
+
+    ``name`` renames the copy; ``fields`` (``header_offset``, ``compress_size``,
+    ``file_size``, ``crc``) change it. No local header or data is written, so the copy
+    shares bytes with whatever its ``header_offset`` points at: the zip-bomb trick of
+    overlapping entries. With ``name`` only it is a second entry on ``like``'s bytes.
+    """
+    path = Path(path)
+    raw = bytearray(path.read_bytes())
+    eocd, records = _central_records(bytes(raw))
+    start, end, _ = next(r for r in records if r[2] == like)
+    record = bytearray(raw[start:end])
+    if name is not None:
+        n_name = struct.unpack_from("<H", record, 28)[0]
+        record[46 : 46 + n_name] = name.encode()
+        struct.pack_into("<H", record, 28, len(name.encode()))
+    for field, value in fields.items():
+        struct.pack_into("<I", record, CENTRAL_FIELDS[field], value)
+    count, size, cd_start = struct.unpack_from("<HII", raw, eocd + 10)
+    raw[eocd:eocd] = record
+    struct.pack_into("<HHII", raw, eocd + len(record) + 8, count + 1, count + 1, size + len(record), cd_start)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def patch_central_record(path: Path, name: str, **fields: int) -> Path:
+    """Rewrite ``fields`` (as in :func:`add_central_record`) of entry ``name``'s central record; return ``path``."""
+    path = Path(path)
+    raw = bytearray(path.read_bytes())
+    _, records = _central_records(bytes(raw))
+    start = next(r[0] for r in records if r[2] == name)
+    for field, value in fields.items():
+        struct.pack_into("<I", raw, start + CENTRAL_FIELDS[field], value)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def local_header(name: str, payload: bytes) -> bytes:
+    """The local header zipfile writes for ``name`` stored (uncompressed) with ``payload``."""
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_STORED
+    info.file_size = info.compress_size = len(payload)
+    info.CRC = zlib.crc32(payload)
+    return info.FileHeader()

@@ -44,7 +44,8 @@ def n_params(model: nn.Module) -> int:
 
 def course_resnext(cardinality: int, dropout: float = 0.0) -> nn.Module:
     return create_model(
-        "resnext", 3, layout="course", depth=50, cardinality=cardinality, base_width=4, stem="imagenet", dropout=dropout
+        "resnext", 3, layout="course", depth=50, cardinality=cardinality, base_width=4, stem="imagenet", width=1.0,
+        dropout=dropout
     )
 
 
@@ -70,7 +71,7 @@ def test_course_resnext_is_about_a_tenth_of_resnext50() -> None:
 
 
 def test_course_resnet18_matches_the_notebook_and_torchvision() -> None:
-    model = create_model("resnet", 3, layout="course", depth=18, stem="imagenet", dropout=0.5)
+    model = create_model("resnet", 3, layout="course", depth=18, stem="imagenet", width=1.0, dropout=0.5)
     assert n_params(model) == NOTEBOOK_RESNET18_PARAMS
     oracle = tvm.resnet18(weights=None, num_classes=3)
     assert n_params(oracle) == NOTEBOOK_RESNET18_PARAMS
@@ -91,8 +92,9 @@ def _inputs_of(module: nn.Module, model: nn.Module, x: torch.Tensor) -> torch.Te
 @pytest.mark.parametrize(
     "family, section",
     [
-        ("resnext", {"layout": "course", "depth": 50, "cardinality": 32, "base_width": 4, "stem": "imagenet"}),
-        ("resnet", {"layout": "course", "depth": 18, "stem": "imagenet"}),
+        ("resnext", {"layout": "course", "depth": 50, "cardinality": 32, "base_width": 4, "stem": "imagenet",
+                     "width": 1.0}),
+        ("resnet", {"layout": "course", "depth": 18, "stem": "imagenet", "width": 1.0}),
     ],
 )
 def test_course_dropout_sits_after_the_first_relu_and_before_the_classifier(
@@ -120,7 +122,8 @@ def test_paper_layouts_keep_no_classifier_dropout() -> None:
 def test_course_models_size_at_96px() -> None:
     """The figures the README quotes: the course's models at 96 px (3 classes)."""
     resnext = summarize(course_resnext(64, 0.1), 96)
-    resnet = summarize(create_model("resnet", 3, layout="course", depth=18, stem="imagenet", dropout=0.5), 96)
+    resnet = summarize(create_model("resnet", 3, layout="course", depth=18, stem="imagenet", width=1.0,
+                                         dropout=0.5), 96)
     vgg = summarize(create_model("vgg", 3, depth=16, config="C", width=1.0), 96)
     assert resnext.params == NOTEBOOK_RESNEXT_PARAMS[64] and resnet.params == NOTEBOOK_RESNET18_PARAMS
     # VGG-16-C at 96 px: 2.14 GMACs (config D would be 2.82), 6x ResNet-18 and 11x the improved ResNeXt
@@ -175,7 +178,7 @@ def test_course_recipe_composes_the_notebooks_settings() -> None:
     data, train = first.data, first.train
     assert (data.image_size, data.stratify, data.val_fraction, data.test_fraction, data.seed) == (96, False, 0.15, 0.15, 42)
     assert (train.batch_size, train.lr, train.momentum, train.nesterov, train.weight_decay) == (64, 0.1, 0.9, False, 5e-4)
-    assert (train.schedule, train.warmup_epochs, train.epochs, train.patience) == ("cosine", 0.0, 20, 5)
+    assert (train.schedule, train.warmup_fraction, train.epochs, train.patience) == ("cosine", 0.0, 20, 5)
     assert (train.label_smoothing, train.crop_padding, train.flip, train.cutout) == (0.0, 0, False, 0)
     # data location and machine settings stay the reader's
     assert data.archive == yaml.safe_load((ROOT / "params.yaml").read_text())["data"]["archive"]
@@ -213,8 +216,7 @@ def test_long_recipe_is_the_default_comparison_trained_three_times_longer() -> N
     default = parse_params(base)
     (run,) = check(load_recipe("long", ROOT), base, {})
     assert run.train.epochs == 3 * default.train.epochs
-    assert run.train.warmup_epochs / run.train.epochs == default.train.warmup_epochs / default.train.epochs
-    assert replace(run.train, epochs=default.train.epochs, warmup_epochs=default.train.warmup_epochs) == default.train
+    assert replace(run.train, epochs=default.train.epochs) == default.train
     assert (run.data, run.evaluate, run.models) == (default.data, default.evaluate, default.models)
 
 

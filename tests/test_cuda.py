@@ -31,7 +31,7 @@ pytestmark = [
 ]
 
 HERE = Path(__file__).resolve().parent
-CUDA_TRAIN = {"epochs": 2, "batch_size": 16, "eval_batch_size": 64, "lr": 0.05, "warmup_epochs": 0.5,
+CUDA_TRAIN = {"epochs": 2, "batch_size": 16, "eval_batch_size": 64, "lr": 0.05, "warmup_fraction": 0.17,
               "device": "cuda", "precision": "bf16", "channels_last": "on"}
 
 

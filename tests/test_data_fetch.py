@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from imagezips import make_image_zip
+from PIL import Image
 
 from convbench.data import fetch
 from convbench.data.cache import build_cache
@@ -108,16 +109,38 @@ def test_downloaded_arrays_are_written_in_the_local_copy_layout(tmp_path):
     archive = write_class_zip(tmp_path / "cifar10.zip", {"train": train, "test": test})
     with zipfile.ZipFile(archive) as zf:
         names = set(zf.namelist())
-    assert {"cifar10/train/plane/0000.jpg", "cifar10/train/plane/0002.jpg", "cifar10/train/bird/0001.jpg",
-            "cifar10/test/car/0000.jpg"} <= names and len(names) == 10
+    assert {"cifar10/train/plane/0000.png", "cifar10/train/plane/0002.png", "cifar10/train/bird/0001.png",
+            "cifar10/test/car/0000.png"} <= names and len(names) == 10
     images, manifest = tmp_path / "images", tmp_path / "unzip.json"
     plan = unzip_archive(archive, images, manifest, max_files=100, max_bytes=1 << 20)
     assert plan.layout == "pre-split" and plan.root == "cifar10/"
     cache = build_cache(images, manifest, 32, workers=1)
     assert cache.classes == ["bird", "car", "plane"]
-    first_plane = cache.files.index("train/plane/0000.jpg")
-    diff = cache.images[first_plane].numpy().transpose(1, 2, 0).astype(int) - train.data[0].astype(int)
-    assert np.abs(diff).mean() < 6
+    first_plane = cache.files.index("train/plane/0000.png")
+    assert np.array_equal(cache.images[first_plane].numpy().transpose(1, 2, 0), train.data[0])
+
+
+def test_downloaded_images_are_written_losslessly_as_png(tmp_path):
+    """Every image read back from the zip has exactly the dataset's pixels: a download is never re-encoded lossily."""
+    rng = np.random.default_rng(1)
+    classes = ["cat", "dog"]
+    splits = {
+        split: SimpleNamespace(data=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                               targets=[int(t) for t in rng.integers(0, 2, n)], classes=classes)
+        for split, n in (("train", 5), ("test", 3))
+    }
+    archive = write_class_zip(tmp_path / "cifar10.zip", splits)
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        assert len(infos) == 8 and all(i.filename.endswith(".png") for i in infos)
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in infos)
+        for split, ds in splits.items():
+            seen = [0, 0]
+            for pixels, target in zip(ds.data, ds.targets):
+                with zf.open(f"cifar10/{split}/{classes[target]}/{seen[target]:04d}.png") as fh, Image.open(fh) as img:
+                    assert img.format == "PNG" and img.mode == "RGB"
+                    assert np.array_equal(np.asarray(img), pixels)
+                seen[target] += 1
 
 
 def test_fetch_stage_main(downloads, local_zip, capsys):

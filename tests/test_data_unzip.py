@@ -6,11 +6,20 @@ import io
 import json
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from imagezips import append_entry, image_bytes, make_image, make_image_zip
+from imagezips import (
+    add_central_record,
+    append_entry,
+    image_bytes,
+    local_header,
+    make_image,
+    make_image_zip,
+    patch_central_record,
+)
 from PIL import Image
 
 from convbench.config import ConfigError
@@ -281,6 +290,146 @@ def test_an_entry_from_zero_compressed_bytes_has_an_infinite_ratio():
     refused = limits.refusal("d.zip", info, info.file_size, "declares")
     assert refused is not None and "a ratio of inf:1, over data.max_ratio = 1,000,000,000" in str(refused)
     assert limits.entry_cap(info) == RATIO_MIN_BYTES
+
+
+def _quoted_overlap_zip(path: Path) -> tuple[Path, bytes, int]:
+    """A miniature "better zip bomb" (Fifield 2019): two stored entries, one inside the other.
+
+    ``cat/000.png``'s stored data is a complete local header for ``cat/001.png``
+    followed by that image, and an extra central record points ``cat/001.png`` at
+    that header, so names match, CRCs match and both ratios are 1:1. Returns the
+    path, the inner image and its offset.
+    """
+    inner = image_bytes(make_image(8, seed=1))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("dog/000.png", image_bytes(make_image(8)))
+        zf.writestr("cat/000.png", local_header("cat/001.png", inner) + inner)
+        outer = zf.getinfo("cat/000.png")
+    offset = outer.header_offset + 30 + len(outer.filename) + len(outer.extra)
+    add_central_record(path, "cat/000.png", name="cat/001.png", header_offset=offset,
+                       compress_size=len(inner), file_size=len(inner), crc=zlib.crc32(inner))
+    return path, inner, offset
+
+
+def test_an_entry_inside_another_entrys_data_is_refused(tmp_path):
+    zip_path, inner, offset = _quoted_overlap_zip(tmp_path / "d.zip")
+    with zipfile.ZipFile(zip_path) as zf:  # zipfile itself reads the hidden entry without complaint
+        assert zf.read("cat/001.png") == inner
+        outer = zf.getinfo("cat/000.png")
+    end = outer.header_offset + 30 + len("cat/000.png") + outer.compress_size
+    with pytest.raises(ConvbenchError, match=(
+        rf"^{zip_path}: entry 'cat/001\.png' at offset {offset:,} overlaps entry 'cat/000\.png' "
+        rf"\(offsets {outer.header_offset:,} to {end:,}\) \(a zip bomb: .*re-create the archive\)$"
+    )) as refused:
+        run_unzip(zip_path, tmp_path)
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "data").exists()
+
+
+def test_two_entries_on_the_same_bytes_are_refused(tmp_path):
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cat": 2, "dog": 2}, size=8)
+    add_central_record(zip_path, "cat/001.png", name="cat/002.png")
+    with zipfile.ZipFile(zip_path) as zf:
+        first, copy = zf.getinfo("cat/001.png"), zf.getinfo("cat/002.png")
+    assert copy.header_offset == first.header_offset and copy.compress_size == first.compress_size
+    with pytest.raises(ConvbenchError, match=(
+        rf"entry 'cat/002\.png' at offset {copy.header_offset:,} overlaps entry 'cat/001\.png' .*a zip bomb"
+    )):
+        run_unzip(zip_path, tmp_path)
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("how", ["many-copies", "one-claims-too-much"])
+def test_compressed_sizes_past_the_archive_size_are_refused(tmp_path, how):
+    """Fifield's full overlap: every copy a plausible 1:1 stored image, all reading the same bytes."""
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cat": 2, "dog": 2}, size=8, compression=zipfile.ZIP_STORED)
+    if how == "many-copies":
+        for i in range(100):
+            add_central_record(zip_path, "cat/000.png", name=f"cat/{i + 100:03d}.png")
+    else:
+        whole = zip_path.stat().st_size  # a stored entry as big as the archive: it must overlap something
+        patch_central_record(zip_path, "dog/001.png", compress_size=whole, file_size=whole)
+    size = zip_path.stat().st_size
+    with zipfile.ZipFile(zip_path) as zf:
+        infos = zf.infolist()
+    sums = np.cumsum([i.compress_size for i in infos])
+    first = infos[int(np.argmax(sums > size))]
+    assert sums[-1] > size and first.compress_size / first.file_size == 1
+    with pytest.raises(ConvbenchError, match=(
+        rf"compressed sizes add up to [\d,]+ bytes by entry '{first.filename}', more than the archive's {size:,} "
+        r"\(a zip bomb"
+    )):
+        run_unzip(zip_path, tmp_path)
+    assert not (tmp_path / "data").exists()
+
+
+def test_an_entry_without_a_local_header_is_refused(tmp_path):
+    zip_path = make_image_zip(tmp_path / "d.zip", {"cat": 2, "dog": 2}, size=8)
+    with zipfile.ZipFile(zip_path) as zf:
+        middle = zf.getinfo("dog/000.png").header_offset + 45
+    add_central_record(zip_path, "dog/000.png", name="dog/002.png", header_offset=middle)
+    with pytest.raises(ConvbenchError, match=rf"entry 'dog/002\.png' \(no local header at offset {middle:,}\)"):
+        run_unzip(zip_path, tmp_path)
+    assert not (tmp_path / "data").exists()
+
+
+class _Stream(io.RawIOBase):
+    """A write-only, unseekable file: zipfile then writes a data descriptor after every entry."""
+
+    def __init__(self) -> None:
+        self.buf = io.BytesIO()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[override]
+        return self.buf.write(b)
+
+
+@pytest.mark.parametrize("kind", ["data-descriptors", "prefixed-stub", "long-extra-fields"])
+def test_genuine_archives_pass_the_overlap_check(tmp_path, kind):
+    """Layouts that move entries' bytes around without sharing them must still extract."""
+    zip_path = tmp_path / "d.zip"
+    images = {f"{c}/{i:03d}.png": image_bytes(make_image(8, seed=i + 7 * n)) for n, c in enumerate(("cat", "dog"))
+              for i in range(3)}
+    if kind == "data-descriptors":
+        stream = _Stream()
+        with zipfile.ZipFile(stream, "w") as zf:
+            for name, data in images.items():
+                zf.writestr(name, data)
+        zip_path.write_bytes(stream.buf.getvalue())
+        with zipfile.ZipFile(zip_path) as zf:
+            assert all(i.flag_bits & 0x08 for i in zf.infolist())
+    elif kind == "prefixed-stub":  # a self-extracting stub before the zip: zipfile shifts every offset
+        plain = tmp_path / "plain.zip"
+        with zipfile.ZipFile(plain, "w") as zf:
+            for name, data in images.items():
+                zf.writestr(name, data)
+        zip_path.write_bytes(b"#!/bin/sh\nexit 0\n" * 64 + plain.read_bytes())
+    else:  # local extra fields the central directory does not repeat (as Info-ZIP writes)
+        with zipfile.ZipFile(zip_path, "w") as zf:
+            for name, data in images.items():
+                info = zipfile.ZipInfo(name)
+                info.extra = struct.pack("<HH", 0xCAFE, 200) + bytes(200)
+                zf.writestr(info, data)
+        patch_extra = bytearray(zip_path.read_bytes())
+        with zipfile.ZipFile(zip_path) as zf:
+            start = zf.start_dir
+        pos = start
+        while patch_extra[pos : pos + 4] == b"PK\x01\x02":  # drop the central copies of the extra fields
+            n_name, n_extra, n_comment = struct.unpack_from("<HHH", patch_extra, pos + 28)
+            del patch_extra[pos + 46 + n_name : pos + 46 + n_name + n_extra]
+            struct.pack_into("<H", patch_extra, pos + 30, 0)
+            pos += 46 + n_name + n_comment
+        struct.pack_into("<I", patch_extra, len(patch_extra) - 22 + 12, pos - start)
+        zip_path.write_bytes(bytes(patch_extra))
+        with zipfile.ZipFile(zip_path) as zf:
+            assert all(i.extra == b"" for i in zf.infolist())
+    _, out, manifest = run_unzip(zip_path, tmp_path)
+    assert manifest["files"] == 6
+    assert {f"all/{name}": (out / "all" / name).read_bytes() for name in images} == {
+        f"all/{name}": data for name, data in images.items()
+    }
 
 
 class Unbounded:

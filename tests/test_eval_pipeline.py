@@ -22,7 +22,7 @@ from synthetic import write_params, write_synthetic_project
 FAMILIES = ("vgg", "resnet", "resnext")
 SECTIONS: dict[str, Any] = {
     "data": {"image_size": 32},
-    "train": {"epochs": 2, "batch_size": 16, "eval_batch_size": 32, "lr": 0.05, "warmup_epochs": 0.5,
+    "train": {"epochs": 2, "batch_size": 16, "eval_batch_size": 32, "lr": 0.05, "warmup_fraction": 0.25,
               "precision": "fp32", "channels_last": "off", "threads": 1},
     "vgg": {"depth": 11, "width": 0.125},
     "resnet": {"depth": 18, "width": 0.125},

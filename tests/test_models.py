@@ -82,7 +82,8 @@ def test_resnext29_param_counts_match_the_paper(name: str, expected: int) -> Non
 def test_paper_layout_depth_50_is_torchvision_resnext50_32x4d() -> None:
     """The default ``layout: paper`` at depth 50 (the course notebook's smaller network is ``layout: course``)."""
     ours = meta_params(
-        lambda: create_model("resnext", num_classes=3, depth=50, cardinality=32, base_width=4, stem="imagenet")
+        lambda: create_model("resnext", num_classes=3, depth=50, cardinality=32, base_width=4, stem="imagenet",
+                             width=1.0)
     )
     assert ours == meta_params(lambda: tvm.resnext50_32x4d(weights=None, num_classes=3))
 
@@ -142,7 +143,7 @@ def test_macs_match_the_paper(name: str, paper_gmacs: float) -> None:
 
 
 def test_summary_names_stages_and_restores_training_mode() -> None:
-    model = create_model("resnet", 10, width=0.25)
+    model = create_model("resnet", 10, width=0.25, stem="cifar")
     summary = summarize(model, 32)
     assert model.training
     assert [name for name, _ in summary.stages] == ["stem", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
@@ -197,8 +198,8 @@ def test_vgg_config_c_has_1x1_convs_where_the_paper_says() -> None:
 
 
 def test_vgg_classic_head_costs_the_4096_layers() -> None:
-    classic = meta_params(lambda: create_model("vgg", 10, head="classic"))
-    compact = meta_params(lambda: create_model("vgg", 10))
+    classic = meta_params(lambda: create_model("vgg", 10, head="classic", width=1.0))
+    compact = meta_params(lambda: create_model("vgg", 10, width=1.0))
     head = (512 * 7 * 7 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 10 + 10)
     assert classic - compact == head - (512 * 10 + 10)
     assert classic - compact > 119_000_000
@@ -207,10 +208,10 @@ def test_vgg_classic_head_costs_the_4096_layers() -> None:
 
 
 def test_width_scales_channels() -> None:
-    full = meta_params(lambda: create_model("resnet", 10))
+    full = meta_params(lambda: create_model("resnet", 10, width=1.0))
     half = meta_params(lambda: create_model("resnet", 10, width=0.5))
     assert 0.2 < half / full < 0.3  # conv params scale with width squared
-    assert create_model("resnext", 10, width=0.5).layer1[0].conv2.out_channels == 256
+    assert create_model("resnext", 10, depth=29, cardinality=8, base_width=64, width=0.5).layer1[0].conv2.out_channels == 256
 
 
 def test_zero_init_residual_and_branch_dropout() -> None:
@@ -258,14 +259,6 @@ def test_shortcuts_accept_overrides_but_not_of_their_defining_keys() -> None:
 def test_config_errors_are_helpful(call, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         call()
-
-
-def test_model_config_defaults() -> None:
-    assert model_config("resnet") == model_config("resnet", depth=18, stem="cifar", width=1.0, dropout=0.0)
-    resnext = model_config("resnext")
-    assert (resnext.depth, resnext.cardinality, resnext.base_width, resnext.stem) == (29, 8, 64, "cifar")
-    vgg = model_config("vgg")
-    assert (vgg.depth, vgg.config, vgg.batch_norm, vgg.head) == (16, "D", True, "compact")
 
 
 @pytest.mark.parametrize("depth, blocks", [(11, 1), (20, 2), (29, 3)])

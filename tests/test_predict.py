@@ -75,7 +75,7 @@ def test_predict_matches_the_logged_mlflow_model(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     write_synthetic_project(tmp_path, classes=3, per_class=20, size=16)
     write_params(tmp_path, {"data": {"image_size": 16},
-                            "train": {"epochs": 1, "batch_size": 16, "warmup_epochs": 0.5, "lr": 0.05,
+                            "train": {"epochs": 1, "batch_size": 16, "warmup_fraction": 0.25, "lr": 0.05,
                                       "precision": "fp32", "channels_last": "off", "threads": 1},
                             "resnet": {"depth": 18, "width": 0.125}})
     try:

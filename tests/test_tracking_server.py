@@ -24,7 +24,7 @@ from synthetic import write_params, write_synthetic_project
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = {
     "data": {"image_size": 16},
-    "train": {"epochs": 3, "batch_size": 16, "eval_batch_size": 64, "lr": 0.05, "warmup_epochs": 0.5,
+    "train": {"epochs": 3, "batch_size": 16, "eval_batch_size": 64, "lr": 0.05, "warmup_fraction": 0.25,
               "patience": 10, "precision": "fp32", "channels_last": "off", "threads": 1},
     "resnet": {"depth": 18, "width": 0.125},
 }

@@ -26,9 +26,9 @@ from synthetic import write_params, write_synthetic_project
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = {
     "data": {"image_size": 16},
-    "train": {"epochs": 3, "batch_size": 16, "eval_batch_size": 64, "lr": 0.05, "warmup_epochs": 0.5,
-              "precision": "fp32", "channels_last": "off", "threads": 1},
-    "resnet": {"depth": 18, "width": 0.125},
+    "train": {"epochs": 3, "batch_size": 16, "eval_batch_size": 64, "lr": 0.05, "warmup_fraction": 0.17,
+              "crop_padding": 4, "precision": "fp32", "channels_last": "off", "threads": 1},
+    "resnet": {"depth": 18, "stem": "cifar", "width": 0.125},
 }
 
 

@@ -1,0 +1,1 @@
+"""convbench: VGG, ResNet and ResNeXt trained from scratch and compared, as a DVC + MLflow pipeline."""

@@ -72,10 +72,10 @@ class VGGConfig:
     every convolution's channels (and the classic head's hidden units).
     """
 
-    depth: int = 16
+    depth: int = 11
     config: ConfigName | None = None
     batch_norm: bool = True
-    width: float = 1.0
+    width: float = 0.5
     dropout: float = 0.0
     head: Head = "compact"
 
@@ -121,8 +121,8 @@ class ResNetConfig:
     """
 
     depth: int = 18
-    stem: Stem = "cifar"
-    width: float = 1.0
+    stem: Stem = "pool"
+    width: float = 0.5
     dropout: float = 0.0
     zero_init_residual: bool = False
     layout: Layout = "paper"
@@ -165,15 +165,15 @@ class ResNeXtConfig:
     So ``dvc exp run -S resnext.cardinality=64`` compares like with like.
     """
 
-    depth: int = 29
-    cardinality: int = 8
-    base_width: int | Literal["auto"] = 64
-    stem: Stem = "cifar"
-    width: float = 1.0
+    depth: int = 20
+    cardinality: int = 4
+    base_width: int | Literal["auto"] = "auto"
+    stem: Stem = "pool"
+    width: float = 0.5
     dropout: float = 0.0
     zero_init_residual: bool = False
     layout: Layout = "paper"
-    complexity_of: str = ""
+    complexity_of: str = "4x24d"
 
     def __post_init__(self) -> None:
         require(

@@ -24,7 +24,7 @@ class DataParams:
 
     archive: str = "data/cifar10.zip"
     image_size: int = 32
-    val_fraction: float = 0.15
+    val_fraction: float = 0.1
     test_fraction: float = 0.15
     seed: int = 42
     max_per_class: int = 0
@@ -55,24 +55,24 @@ class DataParams:
 class TrainParams:
     """The recipe shared by every family, so the comparison is like for like."""
 
-    epochs: int = 10
-    batch_size: int = 256
-    eval_batch_size: int = 1024
+    epochs: int = 4
+    batch_size: int = 128
+    eval_batch_size: int = 128
     optimizer: Literal["sgd"] = "sgd"
     lr: float = 0.2
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
     schedule: Literal["onecycle", "cosine"] = "onecycle"
-    warmup_epochs: float = 1.0
+    warmup_fraction: float = 0.25
     label_smoothing: float = 0.1
     patience: int = 5
-    crop_padding: int = 4
+    crop_padding: int = 2
     flip: bool = True
     alternating_flip: bool = False
     cutout: int = 0
     ema_decay: float = 0.0
-    whiten: int = 0
+    whiten: int = 3
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
@@ -88,7 +88,7 @@ class TrainParams:
         require(self.lr > 0, "lr", f"must be positive, got {self.lr}")
         require(0.0 <= self.momentum < 1.0, "momentum", "must be in [0, 1)")
         require(self.weight_decay >= 0, "weight_decay", "must be non-negative")
-        require(0.0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "must be in [0, epochs)")
+        require(0.0 <= self.warmup_fraction < 1.0, "warmup_fraction", "must be in [0, 1): a share of all epochs")
         require(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
         require(self.patience >= 1, "patience", "must be at least 1")
         require(self.crop_padding >= 0, "crop_padding", "must be non-negative")

@@ -91,5 +91,8 @@ class Layout:
     def metrics(self, family: str) -> Path:
         return self.reports / "metrics" / f"{family}.json"
 
+    def summary(self, family: str) -> Path:
+        return self.reports / "summary" / f"{family}.json"
+
     def eval_dir(self, family: str) -> Path:
         return self.reports / "eval" / family

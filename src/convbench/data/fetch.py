@@ -5,8 +5,12 @@ because only then do we know what it should contain:
 
 1. it already exists -> nothing to do;
 2. ``CONVBENCH_CIFAR10_ZIP`` names a local copy -> copy it (offline machines, CI);
-3. otherwise download CIFAR-10 with torchvision and write it in the same layout as
-   the local copy: ``cifar10/{train,test}/<class>/NNNN.jpg`` (JPEG quality 75).
+3. otherwise download CIFAR-10 with torchvision and write it in the same class-folder
+   layout as the local copy, but lossless: ``cifar10/{train,test}/<class>/NNNN.png``,
+   pixels bit for bit those of the official dataset (comparable with the literature).
+
+Only a copy the user provides (``CONVBENCH_CIFAR10_ZIP`` or ``--from``, e.g. the offline
+JPEG copy) may be lossy; a download never is.
 
 An explicit ``source`` (``python -m convbench.stages.fetch --from PATH``) is copied to
 ``data.archive`` whatever its name. Any other missing archive is one error line that
@@ -33,8 +37,6 @@ from convbench.params import DataParams
 
 DEFAULT_ARCHIVE = Path(DataParams.archive)
 SOURCE_ENV = "CONVBENCH_CIFAR10_ZIP"
-JPEG_QUALITY = 75
-"""Pillow's default, and the quality of the reference local copy: a download gives the same kind of files."""
 
 HOW_TO = (
     f"set {SOURCE_ENV}=/path/to/cifar10.zip or run `python -m convbench.stages.fetch --from /path/to/cifar10.zip`"
@@ -64,18 +66,21 @@ def copy_archive(source: Path, dest: Path) -> Path:
 
 
 def write_class_zip(dest: Path, splits: Mapping[str, ArrayDataset], top: str = "cifar10") -> Path:
-    """Write ``splits`` (e.g. ``{"train": ds, "test": ds}``) as ``top/<split>/<class>/NNNN.jpg`` JPEGs.
+    """Write ``splits`` (e.g. ``{"train": ds, "test": ds}``) as ``top/<split>/<class>/NNNN.png`` PNGs.
 
+    PNG is lossless, so every image decodes to exactly the pixels of ``ds.data``. The PNGs
+    are stored in the zip as they are (``ZIP_STORED``): they are already deflate-compressed,
+    so deflating them again would cost time on every write and read for next to no gain.
     Files are numbered per class in dataset order; the zip appears at ``dest`` only when complete.
     """
     dest = Path(dest)
-    with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
         for split, ds in splits.items():
             seen = [0] * len(ds.classes)
             for pixels, target in zip(ds.data, ds.targets):
                 buf = io.BytesIO()
-                Image.fromarray(np.asarray(pixels, dtype=np.uint8), "RGB").save(buf, "JPEG", quality=JPEG_QUALITY)
-                zf.writestr(f"{top}/{split}/{ds.classes[target]}/{seen[target]:04d}.jpg", buf.getvalue())
+                Image.fromarray(np.asarray(pixels, dtype=np.uint8), "RGB").save(buf, "PNG")
+                zf.writestr(f"{top}/{split}/{ds.classes[target]}/{seen[target]:04d}.png", buf.getvalue())
                 seen[target] += 1
     return dest
 

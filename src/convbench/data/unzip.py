@@ -6,9 +6,11 @@ symlink entries, and archives declaring more files or bytes than ``data.max_file
 / ``data.max_bytes`` are refused. An archive can stay under those totals and still
 hold one bomb (3 GiB of zeros deflate to 3 MB), so each image is also refused when it
 declares more than ``data.max_file_bytes`` or a compression ratio over ``data.max_ratio``
-(images are already compressed: real ones deflate about 1:1). While extracting, bytes
-actually read are counted against the same limits, because an entry's declared size
-is only a claim.
+(images are already compressed: real ones deflate about 1:1). Entries whose bytes
+overlap (each stored, each a plausible 1:1, yet all reading the same shared data: a
+1 MiB zip that expands to gigabytes) are refused too, as are compressed sizes adding
+up to more than the archive holds. While extracting, bytes actually read are counted
+against the same limits, because an entry's declared size is only a claim.
 
 Layouts understood (the class root is found by descending through single wrapper folders):
 
@@ -29,6 +31,7 @@ import math
 import re
 import shutil
 import stat
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -59,6 +62,10 @@ DIR_MODE = 0o755
 RATIO_MIN_BYTES = 1 << 20
 """Entries up to this size skip the ratio rule: a few-KB PNG of one flat colour can
 legitimately deflate 100:1 or more, and so small an entry cannot be a bomb anyway."""
+
+LOCAL_HEADER = struct.Struct("<4s22xHH")
+"""A zip local file header's fixed 30 bytes: signature, then (after 22 bytes) name and extra lengths."""
+LOCAL_SIGNATURE = b"PK\x03\x04"
 
 IGNORED_JUNK = "OS junk"
 IGNORED_NOT_IMAGE = "not an image file"
@@ -218,6 +225,80 @@ def _check_entry_sizes(entries: list[Entry], archive: str, limits: Limits) -> No
             raise error
 
 
+def _bomb(archive: str, what: str) -> ConvbenchError:
+    return ConvbenchError(
+        f"{archive}: {what} (a zip bomb: entries sharing their bytes expand them many times over; "
+        "re-create the archive)"
+    )
+
+
+def _check_compressed_total(infos: list[zipfile.ZipInfo], archive: str, size: int) -> None:
+    """Raise when the entries' compressed sizes add up to more than the archive's ``size``.
+
+    Entries that do not share bytes cannot hold more compressed data than the file
+    does; this costs no reads, so it runs before the overlap check.
+    """
+    total = 0
+    for info in infos:
+        total += info.compress_size
+        if total > size:
+            raise _bomb(
+                archive,
+                f"compressed sizes add up to {total:,} bytes by entry {info.filename!r}, "
+                f"more than the archive's {size:,}",
+            )
+
+
+def _check_no_overlap(fp: BinaryIO, infos: list[zipfile.ZipInfo], archive: str) -> None:
+    """Raise on the first entry whose bytes overlap another entry's, or whose local header is missing.
+
+    An entry spans its local header (30 bytes plus the name and extra lengths read
+    from that header, which may differ from the central directory's) and its
+    compressed data. A trailing data descriptor is left out: it is never
+    decompressed, so sharing it cannot multiply output. Python 3.11's zipfile does
+    not check overlaps, and each overlapping entry looks like a stored 1:1 image, so
+    the size and ratio limits pass it. Sorted by offset, each entry needs comparing
+    only with the one before (500,000 entries: one sort, and one 30-byte read each
+    on the already open ``fp``, in file order).
+    """
+    prev: zipfile.ZipInfo | None = None
+    prev_end = 0
+    for info in sorted(infos, key=lambda i: i.header_offset):  # stable: on a tie the later record is named
+        start = info.header_offset
+        fp.seek(start)
+        head = fp.read(LOCAL_HEADER.size)
+        if len(head) < LOCAL_HEADER.size or head[:4] != LOCAL_SIGNATURE:
+            raise ConvbenchError(
+                f"{archive}: cannot read entry {info.filename!r} (no local header at offset {start:,}); "
+                "re-create the archive"
+            )
+        if prev is not None and start < prev_end:
+            raise _bomb(
+                archive,
+                f"entry {info.filename!r} at offset {start:,} overlaps entry {prev.filename!r} "
+                f"(offsets {prev.header_offset:,} to {prev_end:,})",
+            )
+        _, name_len, extra_len = LOCAL_HEADER.unpack(head)
+        prev, prev_end = info, start + LOCAL_HEADER.size + name_len + extra_len + info.compress_size
+
+
+def _check_no_shared_bytes(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], archive: str) -> None:
+    """Raise when entries share bytes: compressed sizes past the file's size, or overlapping ranges.
+
+    Reads through ``zf``'s own handle (zipfile re-seeks before every read of its
+    own) and puts its position back.
+    """
+    fp = zf.fp
+    if fp is None:
+        raise ValueError("the zip file is closed")
+    where = fp.tell()
+    try:
+        _check_compressed_total(infos, archive, fp.seek(0, 2))
+        _check_no_overlap(fp, infos, archive)
+    finally:
+        fp.seek(where)
+
+
 Folder = tuple[str, ...]
 Scan = tuple[dict[Folder, list[str]], list[tuple[Folder, zipfile.ZipInfo]], list[tuple[str, str]]]
 
@@ -279,6 +360,7 @@ def plan_archive(zf: zipfile.ZipFile, *, archive: str, limits: Limits) -> UnzipP
     """Validate every entry of ``zf`` and decide where each image goes; raises before anything is written."""
     infos = zf.infolist()
     _check_safe_and_small(infos, archive, limits)
+    _check_no_shared_bytes(zf, infos, archive)
     children, images, ignored = _scan(infos)
     root, presplit, class_folders = _class_folders(children, archive)
 
@@ -415,9 +497,10 @@ def unzip_archive(
 ) -> UnzipPlan:
     """Extract ``archive`` into ``images`` as ``<origin>/<class>/<file>`` and write ``manifest`` (unzip.json).
 
-    Raises :class:`ConvbenchError` for unsafe entries, limits exceeded, fewer than
-    two classes or an empty class, before writing anything. The per-entry limits
-    default to the :class:`DataParams` defaults, so callers that only check totals stay short.
+    Raises :class:`ConvbenchError` for unsafe entries, limits exceeded, entries
+    sharing bytes, fewer than two classes or an empty class, before writing anything.
+    The per-entry limits default to the :class:`DataParams` defaults, so callers that
+    only check totals stay short.
     """
     limits = Limits(max_files=max_files, max_bytes=max_bytes, max_ratio=max_ratio, max_file_bytes=max_file_bytes)
     with open_zip(archive) as zf:

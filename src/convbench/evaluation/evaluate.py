@@ -34,7 +34,7 @@ from convbench.params import Params
 from convbench.paths import Layout
 from convbench.training import load_trained
 from convbench.training.augment import Normalizer, tta_views
-from convbench.training.device import Runtime, resolve_runtime, timed
+from convbench.training.device import Runtime, machine_tags, resolve_runtime, timed
 
 
 @dataclass(frozen=True)
@@ -260,9 +260,22 @@ def evaluate_family(family: str, params: Params, layout: Layout = Layout(),
         "train_seconds": train.get("train_seconds"),
         "train_images_per_second": train.get("train_images_per_second"),
         "inference": speed,
+        "train_machine": train.get("machine", {}),
+        "machine": machine_tags(runtime),
     }
     write_json(layout.metrics(family), metrics)
+    write_json(layout.summary(family), summary_metrics(metrics))
     return metrics
+
+
+def summary_metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """The few numbers a reader compares across experiments: what ``dvc exp show`` lists.
+
+    The detailed ``reports/metrics/<family>.json`` stays for the report.
+    """
+    tta = metrics.get("test_tta", {}).get("accuracy")
+    return {"test_accuracy": metrics["test"]["accuracy"], "tta_accuracy": tta,
+            "train_seconds": metrics["train_seconds"], "params": metrics["params"], "macs": metrics["macs"]}
 
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -314,6 +327,7 @@ def log_evaluation(family: str, metrics: dict[str, Any], run_id: str | None, out
         if not run_log.continued:
             run_log.set_tags({"evaluation_only": f"training run {run_id or '(none)'} is not in this store"})
             run_log.log_params(run_params)
+        run_log.set_tags({f"evaluate.{k}": v for k, v in metrics["machine"].items()})
         run_log.log_metrics(flat_metrics(metrics))
         run_log.log_artifacts(out, "eval")
     return run_log.run_id

@@ -61,7 +61,11 @@ def _differences(section: str, current: dict[str, Any], default: dict[str, Any])
 
 
 def changed_params(params: Params) -> list[tuple[str, Any, Any]]:
-    """``(key, value, default)`` for every parameter that differs from the code's default."""
+    """``(key, value, shipped)`` for every parameter that differs from the shipped params.yaml.
+
+    The code's defaults are the shipped file's values (tests/test_params.py), so comparing with them
+    shows what an experiment changed.
+    """
     rows = _differences("data", to_dict(params.data), to_dict(DataParams()))
     rows += _differences("train", to_dict(params.train), to_dict(TrainParams()))
     rows += _differences("evaluate", to_dict(params.evaluate), to_dict(EvalParams()))

@@ -391,9 +391,9 @@ def footer(results: Sequence[FamilyResult], params: Params, base: Path) -> list[
              f"threads: {inference.get('threads', md.MISSING)})",
              f"- torch {model.get('torch', md.MISSING)} at evaluation, python {model.get('python', md.MISSING)}; "
              f"report written with torch {torch.__version__} on {platform.platform(terse=True)}",
-             "- params that differ from the code defaults:"
+             "- params that differ from the shipped params.yaml:"
              + ("" if changed else " none")]
-    lines += [f"  - `{key}`: {value!r} (default {default!r})" for key, value, default in changed]
+    lines += [f"  - `{key}`: {value!r} (shipped {default!r})" for key, value, default in changed]
     return lines + ["", "Regenerate with `dvc repro` (or `convbench report` after the evaluate stages).", ""]
 
 

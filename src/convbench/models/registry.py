@@ -42,8 +42,12 @@ BUILDERS: dict[type, Callable[[Any, int], nn.Module]] = {
 
 
 def _shortcuts() -> dict[str, Shortcut]:
-    """torchvision's names (ImageNet stem, classic VGG head) plus the CIFAR ResNeXt-29s."""
-    table = {f"resnet{d}": Shortcut("resnet", {"depth": d}, {"stem": "imagenet"}) for d in RESNET_DEPTHS}
+    """torchvision's names (ImageNet stem, classic VGG head) plus the CIFAR ResNeXt-29s, at full width.
+
+    Each shortcut names every key in which its paper's model differs from params.yaml's defaults.
+    """
+    table = {f"resnet{d}": Shortcut("resnet", {"depth": d}, {"stem": "imagenet", "width": 1.0})
+             for d in RESNET_DEPTHS}
     for depth, cardinality, base_width, stem in (
         (50, 32, 4, "imagenet"),
         (101, 32, 8, "imagenet"),
@@ -51,7 +55,8 @@ def _shortcuts() -> dict[str, Shortcut]:
         (29, 16, 64, "cifar"),
     ):
         table[f"resnext{depth}_{cardinality}x{base_width}d"] = Shortcut(
-            "resnext", {"depth": depth, "cardinality": cardinality, "base_width": base_width}, {"stem": stem}
+            "resnext", {"depth": depth, "cardinality": cardinality, "base_width": base_width},
+            {"stem": stem, "width": 1.0, "complexity_of": ""},
         )
     vgg_names = {f"vgg{d}": c for d, c in DEFAULT_CONFIG.items()} | {"vgg16c": "C"}
     for name, config in vgg_names.items():
@@ -59,7 +64,7 @@ def _shortcuts() -> dict[str, Shortcut]:
             table[name + suffix] = Shortcut(
                 "vgg",
                 {"depth": paper_depth(config), "config": config, "batch_norm": batch_norm},
-                {"head": "classic", "dropout": 0.5},
+                {"head": "classic", "dropout": 0.5, "width": 1.0},
             )
     return table
 

@@ -61,7 +61,11 @@ def lr_multiplier(schedule: str, total_steps: int, warmup_steps: int) -> Callabl
 
 
 def build_scheduler(optimizer: SGD, params: TrainParams, steps_per_epoch: int) -> LambdaLR:
-    """A per-batch :class:`LambdaLR` for ``params.schedule`` over all ``params.epochs``."""
+    """A per-batch :class:`LambdaLR` for ``params.schedule`` over all ``params.epochs``.
+
+    The warm-up is a share of the whole schedule, so every budget (``train.epochs``) gets the same shape
+    and a 1-epoch run is as valid as a 16-epoch one.
+    """
     total = params.epochs * steps_per_epoch
-    warmup = round(params.warmup_epochs * steps_per_epoch)
+    warmup = round(params.warmup_fraction * total)
     return LambdaLR(optimizer, lr_multiplier(params.schedule, total, warmup))

@@ -29,7 +29,7 @@ from convbench.training import distributed
 from convbench.training.augment import Normalizer
 from convbench.training.build import build_untrained
 from convbench.training.checkpoint import fingerprint, kill_hook, load_checkpoint, save_checkpoint
-from convbench.training.device import Runtime, resolve_runtime
+from convbench.training.device import Runtime, machine_tags, resolve_runtime
 from convbench.training.history import write_history_csv
 from convbench.training.loop import FitResult, Trainer
 from convbench.training.weights import save_trained
@@ -137,6 +137,7 @@ def _train(
     if dist.enabled:  # each rank its own dropout masks; the weights are rank 0's (DDP broadcasts them)
         torch.manual_seed(params.train.seed + 1 + dist.rank)
     size = summarize(model, cache.image_size)
+    runtime = runtime.checked_for(model)
     trainer = Trainer(model, cache, split, params.train, runtime, progress=family, dist=dist)
 
     settings = {
@@ -151,6 +152,7 @@ def _train(
             "world_size": dist.world_size,
         },
     }
+    machine = machine_tags(runtime)
     key = fingerprint(settings, layout.cache, layout.split)
     checkpoint_path = layout.checkpoint(family)
     state = dist.broadcast(load_checkpoint(checkpoint_path, key) if dist.is_main else None)
@@ -165,6 +167,7 @@ def _train(
     run_log = RunLogger.start(family, {"family": family}, state["mlflow_run_id"] if state else None, backup=backup)
     run_id = run_log.run_id
     with run_log:
+        run_log.set_tags(machine)  # a resumed run names the machine that finished it
         if not run_log.continued:
             run_log.log_dataset(dataset_input(params.data.archive, cache, split), "training")
             runtime_params = {f"runtime.{k}": str(v) for k, v in settings["runtime"].items()}
@@ -177,7 +180,7 @@ def _train(
             kill_hook(int(row["epoch"]))
 
         result = trainer.fit(on_epoch)
-        summary = _summary(result, size.params, size.macs, runtime, run_id)
+        summary = _summary(result, size.params, size.macs, runtime, run_id) | {"machine": machine}
         save_trained(
             layout.weights(family),
             trainer.model,
