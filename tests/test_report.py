@@ -245,14 +245,14 @@ def test_pairwise_mcnemar_counts_and_p_values(default: tuple) -> None:
 
 def test_discussion_follows_the_numbers(default: tuple, tmp_path: Path) -> None:
     first = default[1]
-    assert f"**{NAMES['resnext']} has the highest test accuracy**, 11.67 points ahead of ResNet-18" in first
+    assert f"**At 4 epochs, {NAMES['resnext']} has the highest test accuracy**, 11.67 points ahead of ResNet-18" in first
     assert "not statistically significant" in first  # 10 vs 3 discordant pairs: p = 0.09
     assert "did **not** win" not in first
 
     # VGG now clearly best: wrong on 1 image; ResNeXt wrong on 25, a superset of ResNet's 10
     swapped = build(tmp_path, hits={"resnext": wrong_on(range(0, 25)), "resnet": wrong_on(range(3, 13)),
                                           "vgg": wrong_on([59])})
-    assert f"**{NAMES['vgg']} has the highest test accuracy**" in swapped
+    assert f"**At 4 epochs, {NAMES['vgg']} has the highest test accuracy**" in swapped
     assert "the lead is statistically significant" in swapped
     assert "ResNeXt did **not** win this comparison outright" in swapped
     assert f"40.00 points behind {NAMES['vgg']}" in swapped  # 59/60 vs 35/60
@@ -277,8 +277,8 @@ def test_ranked_by_tta_uses_the_tta_predictions_everywhere(tmp_path: Path) -> No
         low, high = metrics[family]["test_tta"]["accuracy_ci"]
         assert cell["95 % CI"] == f"{md.pct(low)} – {md.pct(high)}"
     assert "The report ranks by **TTA acc**" in text and "averaged over 6 views" in text
-    assert "Ranked by test-time-augmented accuracy" in text
-    assert f"**{NAMES['resnet']} has the highest test accuracy**, 5.00 points ahead of {NAMES['resnext']}" in text
+    assert "ranked by test-time-augmented accuracy" in text
+    assert f"**At 4 epochs, {NAMES['resnet']} has the highest test accuracy**, 5.00 points ahead of {NAMES['resnext']}" in text
     pair = table_rows(text, "Pair (A vs B)")[f"{NAMES['resnet']} vs {NAMES['resnext']}"]
     assert pair[:2] == ["3", "0"]  # McNemar on the TTA hits: only ResNet right on 3 images, only ResNeXt on none
     assert f"**{NAMES['resnet']}** classified all 60 test images correctly" in text  # the gallery too
@@ -341,7 +341,7 @@ def test_cardinality_section_with_and_without_runs(tmp_path: Path) -> None:
     params = parse_params(SECTIONS)
     one = Runs([mlflow_run("resnext", 0, 0.8)])
     without = "\n".join(cardinality_section(one, params, tmp_path))
-    assert "dvc exp run --queue -S resnext.cardinality=1,2,8,32" in without
+    assert "convbench recipe cardinality --queue" in without
     assert "Fewer than two comparable cardinalities are in MLflow (found: 8x16d)" in without
     unreachable = "\n".join(cardinality_section(Runs([], "MLflow tracking server http://x is not reachable"),
                                                 params, tmp_path))
@@ -383,7 +383,7 @@ def test_seed_section_aggregates_seeds_and_pairs_them(tmp_path: Path) -> None:
     assert pairs["VGG-11 vs ResNet-18"][3:] == ["0.0202", "architecture difference"]
     assert pairs["ResNet-18 vs ResNeXt-29 8×16d"][4] == "within seed noise"  # 2 of 3
     assert ("- ResNet-18 over VGG-11: ahead in 3 of 3 seeds, by 4.00 points on average (paired t-test p = 0.0202): "
-            "**an architecture difference at this recipe**.") in text
+            "**an architecture difference at this recipe and 4 epochs**.") in text
     assert "- ResNet-18 over ResNeXt-29 8×16d: ahead in 2 of 3 seeds" in text
     assert pairs["VGG-11 vs ResNeXt-29 8×16d"][4] == "same order, not significant"  # 3 of 3, p = 0.094
     summary = table_rows(text, "Model")  # the first "Model" table is the summary: its Seeds column says 3
@@ -393,8 +393,9 @@ def test_seed_section_aggregates_seeds_and_pairs_them(tmp_path: Path) -> None:
 def test_footer_lists_changed_params_and_dataset_hash(default: tuple) -> None:
     footer = default[1].split("## Reproducibility")[1]
     assert "0123456789abcdef0123456789abcdef (md5 of data/cifar10.zip)" in footer
-    assert "`train.epochs`: 4 (default 10)" in footer
-    assert "`resnext.base_width`: 16 (default 64)" in footer
+    assert "`train.patience`: 2 (shipped 5)" in footer
+    assert "`resnext.base_width`: 16 (shipped 24)" in footer
+    assert "`train.epochs`" not in footer  # 4, as shipped
     assert "`data.archive`" not in footer  # unchanged
 
 

@@ -85,7 +85,7 @@ def test_auto_base_width_keeps_the_parameter_count_within_10_percent(cardinality
 
 def test_auto_base_width_errors_name_the_key() -> None:
     with pytest.raises(ConfigError, match=r"resnext\.complexity_of: '' is not a setting like '4x32d'"):
-        model_config("resnext", base_width="auto")
+        model_config("resnext", base_width="auto", complexity_of="")
     with pytest.raises(ConfigError, match=r"resnext\.base_width: 'wide' is not a int or 'auto'"):
         model_config("resnext", base_width="wide")
 

@@ -181,3 +181,33 @@ def cardinality_plot(rows: Sequence[Mapping[str, float | None]], path: Path) -> 
            title="ResNeXt at fixed complexity: accuracy vs cardinality")
     ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+def budget_plot(series: Mapping[str, Sequence[Mapping[str, float | None]]], path: Path) -> None:
+    """Accuracy against training seconds and against training compute (log x), one line per series.
+
+    ``series`` maps a label (a family, with its machine where there are several) to points holding ``seconds``,
+    ``compute`` (MACs, may be None), ``epochs``, ``mean`` and ``sd`` (None for one seed: no error bar).
+    """
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for i, (label, points) in enumerate(series.items()):
+        color, points = _COLORS[i % len(_COLORS)], sorted(points, key=lambda r: r["epochs"])
+        ys = [100 * r["mean"] for r in points]
+        errors = [100 * (r["sd"] or 0.0) for r in points]
+        for ax, key, scale in ((axes[0], "seconds", 1.0), (axes[1], "compute", 1e-12)):
+            shown = [(r[key] * scale, y, e, r["epochs"]) for r, y, e in zip(points, ys, errors) if r[key]]
+            if not shown:
+                continue
+            xs, ys_, es, epochs = zip(*shown)
+            ax.errorbar(xs, ys_, yerr=es, fmt="o-", color=color, capsize=3, label=label)
+            for x, y, e in zip(xs, ys_, epochs):
+                ax.annotate(f"{e}", (x, y), textcoords="offset points", xytext=(3, -10), fontsize=7, color=color)
+    axes[0].set(xscale="log", xlabel="training time (s, log scale)", ylabel="test accuracy (%)",
+                title="Accuracy against training time (labels: epochs)")
+    axes[1].set(xscale="log", xlabel="training compute (10^12 MACs: 3 x forward MACs x images, log scale)",
+                title="Accuracy against training compute")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    _save(fig, path)

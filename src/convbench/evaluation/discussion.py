@@ -79,12 +79,16 @@ def _evidence(p: Pair) -> str:
             f"got right, {t.b_only} only {p.b.name}")
 
 
-def ranking(results: Sequence[FamilyResult], pairs: Sequence[Pair]) -> list[str]:
-    """Who leads on test accuracy, by how much, and whether the lead is more than noise."""
+def ranking(results: Sequence[FamilyResult], pairs: Sequence[Pair], epochs: int) -> list[str]:
+    """Who leads on test accuracy at this budget (``epochs``), by how much, and whether the lead is more than noise.
+
+    The headline names its budget: a ranking after a few epochs need not hold after more.
+    """
     ranked = sorted(results, key=_acc, reverse=True)
     n = len(ranked[0].predictions)
     kind = "test-time-augmented accuracy" if ranked[0].ranked_by == "tta" else "single-view accuracy"
-    lines = [f"Ranked by {kind} on the {n:,} test images:", ""]
+    lines = [f"At {epochs} epochs (this workspace's training budget; other budgets are in \"Accuracy against "
+             f"training budget\"), ranked by {kind} on the {n:,} test images:", ""]
     lines += [f"{k}. {r.name}: {md.pct(_acc(r))} ({_ci(r)})" for k, r in enumerate(ranked, 1)]
     lines.append("")
     if len(ranked) < 2:
@@ -96,10 +100,10 @@ def ranking(results: Sequence[FamilyResult], pairs: Sequence[Pair]) -> list[str]
     if lead == 0:
         lines.append(f"{top.name} and {second.name} tie at {md.pct(_acc(top))} ({_evidence(duel)}).")
     elif duel.test is not None and duel.test.p_value < ALPHA:
-        lines.append(f"**{top.name} has the highest test accuracy**, {100 * lead:.2f} points ahead of {second.name}; "
+        lines.append(f"**At {epochs} epochs, {top.name} has the highest test accuracy**, {100 * lead:.2f} points ahead of {second.name}; "
                      f"the lead is statistically significant ({_evidence(duel)}).")
     else:
-        lines.append(f"**{top.name} has the highest test accuracy**, {100 * lead:.2f} points ahead of {second.name}, "
+        lines.append(f"**At {epochs} epochs, {top.name} has the highest test accuracy**, {100 * lead:.2f} points ahead of {second.name}, "
                      f"but the lead is **not statistically significant** ({_evidence(duel)}): on this test set "
                      f"the two cannot be told apart, and another seed or split could swap them.")
     by_val = sorted(results, key=lambda r: r.metric("val", "accuracy") or 0.0, reverse=True)

@@ -21,12 +21,12 @@ import torch
 from convbench import figures
 from convbench.config import to_dict
 from convbench.data.format import Cache, atomic_write_bytes, load_cache
-from convbench.evaluation import discussion, provenance
+from convbench.evaluation import budget, discussion, provenance
 from convbench.evaluation import markdown as md
 from convbench.evaluation.results import FamilyResult, load_results
 from convbench.evaluation.studies import (
-    COMPLEXITY_TOLERANCE, Runs, SeedPair, Trend, cardinality_groups, cardinality_trend, seed_pair, seed_runs,
-    seed_stats, seed_verdict,
+    COMPLEXITY_TOLERANCE, BudgetPoint, Runs, SeedPair, SeedStats, Trend, budget_points, cardinality_groups,
+    cardinality_trend, machine_label, seed_pair, seed_runs, seed_stats, seed_verdict,
 )
 from convbench.families import FAMILIES
 from convbench.params import Params
@@ -36,7 +36,12 @@ GALLERY_SIZE = 16
 """Misclassified images shown per model: the most confident mistakes."""
 GALLERY_COLUMNS = 8
 """Images per row of the gallery."""
-SWEEP_COMMAND = "dvc exp run --queue -S resnext.cardinality=1,2,8,32 && dvc queue start -j 1"
+SWEEP_COMMAND = "convbench recipe cardinality --queue && dvc queue start -j 1"
+BUDGET_COMMAND = "convbench recipe budget --queue && dvc queue start -j 1"
+BUDGET_TARGETS = (0.80, 0.85)
+"""Accuracies whose time to reach the budget section reads off each family's line (plus the lowest family's best)."""
+TIME_MISMATCH = 0.15
+"""Relative time per image beyond this from the relative MACs: matched MACs are not matched time."""
 SEED_COMMAND = "dvc exp run --queue -S train.seed=1,2 && dvc queue start -j 1"
 VERDICTS = {"architecture": "architecture difference", "consistent": "same order, not significant",
             "noise": "within seed noise"}
@@ -311,7 +316,8 @@ def seed_discussion(results: Sequence[FamilyResult], runs: Runs, params: Params)
         lines.append(f"- {leader} over {other}: ahead in {ahead} of {pair.seeds} seeds, by "
                      f"{100 * abs(pair.mean_difference):.2f} points on average (paired t-test p = "
                      f"{md.p_value(pair.p_value)}): "
-                     + {"architecture": "**an architecture difference at this recipe**.",
+                     + {"architecture": f"**an architecture difference at this recipe and {params.train.epochs} "
+                                        "epochs**.",
                         "consistent": f"the same order every time, but {pair.seeds} seeds are too few for the test "
                                       "to rule out seed noise: **not established yet**.",
                         "noise": "the order changed between seeds: **within seed noise**."}[verdict])
@@ -368,13 +374,128 @@ def _trend_verdict(trend: Trend | None) -> str:
         return f"{claim} Too few settings here to fit a trend."
     slope = f"{100 * trend.slope:+.2f} points per doubling of C over {trend.points} run(s)"
     if trend.ci is None:
-        return f"{claim} Here: {slope}; with so few runs there is no interval, so the trend is not resolved."
+        return (f"{claim} Here: {slope}; with so few runs, or no spread between them, there is no interval, "
+                "so the trend is not resolved.")
     interval = f"95 % CI {100 * trend.ci[0]:+.2f} to {100 * trend.ci[1]:+.2f}"
     if trend.ci[0] > 0:
         return f"{claim} It holds here: {slope} ({interval})."
     if trend.ci[1] < 0:
         return f"{claim} Here the opposite: {slope} ({interval})."
     return f"{claim} Not resolved here: {slope}, but the {interval} includes no change."
+
+
+def _stats(st: SeedStats | None) -> str:
+    if st is None:
+        return md.MISSING
+    return md.pct(st.mean) + (f" ± {md.pct(st.sd)}" if st.sd is not None else "")
+
+
+def _machine(result: FamilyResult) -> str:
+    return machine_label(result.train.get("machine", {}))
+
+
+def budget_section(results: Sequence[FamilyResult], runs: Runs, params: Params, figdir: Path) -> list[str]:
+    """Accuracy against training budget: the table, the figure, the ranking at each budget and the Pareto front."""
+    lines = ["## Accuracy against training budget", ""]
+    how = (f"Add budgets with `{BUDGET_COMMAND}` (2, 8 and 16 epochs) or `dvc exp run -S train.epochs=N`, then "
+           "`dvc repro`: runs that differ from this workspace only in `train.epochs` (and seed) are collected here.")
+    if runs.error:
+        return lines + [f"MLflow runs could not be read: {runs.error}. {how}", ""]
+    names = {r.family: r.name for r in results}
+    tta = params.evaluate.rank_by == "tta"
+    score = "TTA" if tta else "single-view"
+    points = [p for p in budget_points(runs, params) if p.family in names]
+    here = _machine(results[0])
+    local = [p for p in points if p.machine == here]
+    if len({p.epochs for p in local}) < 2:
+        found = ", ".join(sorted({str(p.epochs) for p in local})) or "none"
+        return lines + [f"Fewer than two budgets of these models are in MLflow for {here} (epochs found: {found}). "
+                        + how, ""]
+    rows = [[names[p.family], str(p.epochs), md.seconds(p.seconds),
+             md.MISSING if p.compute is None else f"{p.compute / 1e12:,.1f} T", _stats(p.test), _stats(p.tta),
+             str(p.test.n)] + ([p.machine] if len({q.machine for q in points}) > 1 else [])
+            for p in points]
+    headers = ["Model", "Epochs", "Train time", "Train compute (MACs)", "Test acc (mean ± sd)", "TTA acc (mean ± sd)",
+               "Seeds"] + (["Machine"] if len({q.machine for q in points}) > 1 else [])
+    series: dict[str, list[dict[str, float | None]]] = {}
+    for p in points:
+        label = names[p.family] + ("" if p.machine == here else f" ({p.machine})")
+        series.setdefault(label, []).append({"seconds": p.seconds, "compute": p.compute, "epochs": p.epochs,
+                                             "mean": p.accuracy(tta).mean, "sd": p.accuracy(tta).sd})
+    figures.budget_plot(series, figdir / "budget.png")
+    lines += [f"Times were measured on {here}; training compute is 3 x forward MACs x training images seen. "
+              "Runs from other machines are listed with their machine and drawn as separate lines, never on "
+              "one time axis with these.", "",
+              md.table(headers, rows), "", _figure(f"{score} test accuracy against training time and compute",
+                                                   "budget.png"), ""]
+    return lines + budget_verdict(local, names, tta)
+
+
+def budget_verdict(points: Sequence[BudgetPoint], names: dict[str, str], tta: bool) -> list[str]:
+    """In words: the best family at each budget, where the ranking changes, the Pareto front, time to targets."""
+    score = "TTA" if tta else "single-view"
+    lines = [f"Ranked by {score} test accuracy at each budget:", ""]
+    ranked = budget.ranks(points, tta)
+    for rank in ranked:
+        first, second = rank.order[0], rank.order[1]
+        evidence = (f"; over {rank.pair.seeds} seeds, paired t-test p = {md.p_value(rank.pair.p_value)} "
+                    f"({VERDICTS.get(rank.verdict or '', 'not tested')})" if rank.pair and rank.pair.p_value is not None
+                    else f"; {first.test.n} seed(s): no paired test, so a gap this size may be seed noise")
+        lines.append(f"- {rank.epochs} epochs: " + " > ".join(names[p.family] for p in rank.order)
+                     + f"; {names[first.family]} leads {names[second.family]} by {md.points(rank.margin)}{evidence}.")
+    flips = budget.crossings(ranked)
+    lines.append("")
+    if flips:
+        lines.append("**The ranking depends on the budget**: " + "; ".join(
+            f"{names[c.passer]} passes {names[c.passed]} between {c.low} and {c.high} epochs" for c in flips) + ".")
+    else:
+        lines.append(f"The ranking is the same at every budget measured ({', '.join(str(r.epochs) for r in ranked)} "
+                     "epochs).")
+    front = budget.pareto_front(points, tta)
+    lines += ["", "Pareto front in time (no other run is both faster and more accurate): " + ", ".join(
+        f"{names[p.family]} at {p.epochs} epochs ({md.seconds(p.seconds)}, {md.pct(p.accuracy(tta).mean)})"
+        for p in front) + ".", ""]
+    families = sorted({p.family for p in points}, key=list(names).index)
+    by_family = {f: [p for p in points if p.family == f] for f in families}
+    lowest_best = min(max(p.accuracy(tta).mean for p in by_family[f]) for f in families)
+    targets = sorted({*BUDGET_TARGETS, round(lowest_best, 4)})
+    rows = [[names[f], *(md.seconds(budget.seconds_to(by_family[f], t, tta)) if budget.seconds_to(
+        by_family[f], t, tta) is not None else "not reached" for t in targets)] for f in families]
+    lines += [md.table(["Seconds to reach", *(md.pct(t) + (" (lowest family's best)" if t == round(lowest_best, 4)
+                                                         else "") for t in targets)], rows), "",
+              "Read off each family's line: linear between measured budgets in log time; a target below the "
+              "shortest budget's accuracy shows that budget's time.", ""]
+    return lines
+
+
+def cost_section(results: Sequence[FamilyResult]) -> list[str]:
+    """Paper cost (parameters, MACs) against hardware cost (measured training img/s) on the machine that trained."""
+    lines = ["## Paper cost against measured cost", ""]
+    timed = [r for r in results if r.metric("macs") and r.metric("train_images_per_second")]
+    if len(timed) < 2:
+        return lines + ["Too few models with MACs and a measured training speed to compare.", ""]
+    base = min(timed, key=lambda r: r.metric("macs"))
+    rows, mismatched = [], []
+    for r in timed:
+        mac_ratio = r.metric("macs") / base.metric("macs")
+        time_ratio = base.metric("train_images_per_second") / r.metric("train_images_per_second")
+        rows.append([r.name, md.count(r.metric("params")), md.count(r.metric("macs")), f"{mac_ratio:.2f}x",
+                     md.rate(r.metric("train_images_per_second")), f"{time_ratio:.2f}x",
+                     f"{3 * r.metric('macs') * r.metric('train_images_per_second') / 1e9:,.0f}"])
+        if abs(time_ratio / mac_ratio - 1) > TIME_MISMATCH:
+            mismatched.append(f"{r.name} costs {mac_ratio:.2f}x {base.name}'s MACs but {time_ratio:.2f}x its "
+                              "training time per image")
+    machines = sorted({_machine(r) for r in timed})
+    lines += [f"Measured on {'; '.join(machines)} (training, batch of the recipe).", "",
+              md.table(["Model", "Params", "Forward MACs", "MACs × " + base.name, "Train img/s",
+                        "Time per image × " + base.name, "Effective GMAC/s (3 x MACs x img/s)"], rows), ""]
+    if mismatched:
+        lines.append("**Matched MACs are not matched time** here: " + "; ".join(mismatched) + ". MACs count "
+                     "arithmetic, not memory traffic: grouped and 1x1 convolutions, BatchNorm and activations at "
+                     "full width cost time that MACs do not show (Dehghani et al., \"The Efficiency Misnomer\").")
+    else:
+        lines.append(f"Measured time per image follows the MACs within ±{TIME_MISMATCH:.0%} for every model here.")
+    return lines + [""]
 
 
 def footer(results: Sequence[FamilyResult], params: Params, base: Path) -> list[str]:
@@ -386,7 +507,7 @@ def footer(results: Sequence[FamilyResult], params: Params, base: Path) -> list[
     lines = ["## Reproducibility", "",
              f"- git commit: `{provenance.git_commit(base)}`",
              f"- dataset: `{data_hash or 'unknown (no dvc.lock entry)'}`",
-             f"- training device: {train.get('device', md.MISSING)} ({train.get('precision', md.MISSING)}); "
+             f"- trained on {_machine(results[0])}; "
              f"inference timing: {inference.get('device', md.MISSING)} ({inference.get('precision', md.MISSING)}, "
              f"threads: {inference.get('threads', md.MISSING)})",
              f"- torch {model.get('torch', md.MISSING)} at evaluation, python {model.get('python', md.MISSING)}; "
@@ -418,7 +539,7 @@ def render(results: Sequence[FamilyResult], params: Params, cache: Cache | None,
          "Generated from the numbers above: which model is best and whether the difference is real; how "
          "ResNeXt's cardinality and grouped convolutions show in its size, cost and accuracy against ResNet and "
          "VGG; and what the training curves say about over- or under-fitting, early stopping, volatility and time.",
-         "", "### Ranking and significance", "", *discussion.ranking(results, pairs), "",
+         "", "### Ranking and significance", "", *discussion.ranking(results, pairs, params.train.epochs), "",
          *discussion.significance_table(pairs), "",
          *seed_discussion(results, runs, params),
          "### Accuracy per parameter and per MAC", "", *discussion.efficiency(results), "",
@@ -432,6 +553,8 @@ def render(results: Sequence[FamilyResult], params: Params, cache: Cache | None,
         per_class_section(results, figdir),
         gallery_section(results, cache, figdir),
         seeds_section(results, runs, params),
+        budget_section(results, runs, params, figdir),
+        cost_section(results),
         cardinality_section(runs, params, figdir),
         footer(results, params, base),
     ]

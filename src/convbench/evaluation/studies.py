@@ -1,13 +1,15 @@
-"""The runs beyond the workspace's own: repeated seeds and the cardinality study, from ``reports/runs.json``.
+"""The runs beyond the workspace's own: seeds, training budgets and cardinalities, from ``reports/runs.json``.
 
-Only the tracking store remembers runs of other seeds and other cardinalities
+Only the tracking store remembers runs of other seeds, budgets and cardinalities
 (DVC's workspace holds one), so the ``runs`` stage reads them from MLflow into a
 sorted, deterministic ``reports/runs.json`` (:func:`collect`): every finished run
 with a test accuracy on the same data and recipe as this workspace, whatever
-its seed and model. The report then groups them here: seeds of the same model
-(:func:`seed_runs`, :func:`seed_stats`, :func:`seed_pair`), and ResNeXt settings
-that differ only in cardinality and base width (:func:`cardinality_groups`,
-:func:`cardinality_trend`). Every failure to read the store becomes a message.
+its seed, its number of epochs and its model. The report then groups them here:
+seeds of the same model (:func:`seed_runs`, :func:`seed_stats`, :func:`seed_pair`),
+ResNeXt settings that differ only in cardinality and base width
+(:func:`cardinality_groups`, :func:`cardinality_trend`), both at the workspace's
+budget, and the workspace's models at every budget (:func:`budget_points`).
+Every failure to read the store becomes a message.
 """
 
 from __future__ import annotations
@@ -27,10 +29,15 @@ from convbench.families import FAMILIES
 from convbench.params import Params
 
 SEED = "train.seed"
-IGNORED = frozenset({"train.threads", "train.eval_batch_size", "train.device", SEED})
-"""Settings that change speed or the seed, not the recipe; runs differing only in these are comparable."""
+EPOCHS = "train.epochs"
+IGNORED = frozenset({"train.threads", "train.eval_batch_size", "train.device", SEED, EPOCHS})
+"""Settings that change speed, the seed or the budget, not the recipe; runs differing only in these are comparable."""
 SWEPT = ("cardinality", "base_width")
-METRICS = ("test_accuracy", "test_accuracy_ci_low", "test_accuracy_ci_high", "model_params", "model_macs")
+METRICS = ("test_accuracy", "test_accuracy_ci_low", "test_accuracy_ci_high", "test_tta_accuracy", "model_params",
+           "model_macs", "train_seconds", "train_images_per_second", "epochs_run")
+MACHINE_TAGS = ("machine.cpu", "machine.cores", "machine.cpu_bf16", "machine.cpu_amx", "machine.precision",
+                "machine.gpu")
+"""The tags that name what trained a run: its time is comparable only with runs of the same machine."""
 COMPLEXITY_TOLERANCE = 0.10
 """A cardinality setting whose parameter count is further than this from the baseline's is not at fixed complexity."""
 
@@ -71,12 +78,27 @@ def collect(uri: str, params: Params) -> Runs:
             continue
         runs.append({
             "run_id": run.info.run_id, "family": p["family"], "seed": int(p[SEED]),
-            "start_time": run.info.start_time,
+            "epochs": int(p.get(EPOCHS, 0)), "start_time": run.info.start_time,
+            "machine": machine_label(run.data.tags),
             "model": {k.removeprefix("model."): v for k, v in sorted(p.items()) if k.startswith("model.")},
             **{name: m.get(name) for name in METRICS},
         })
     runs.sort(key=lambda r: (FAMILIES.index(r["family"]), json.dumps(r["model"]), r["seed"], r["run_id"]))
     return Runs(runs)
+
+
+def machine_label(tags: Mapping[str, str]) -> str:
+    """One line naming what trained a run, from its ``machine.*`` tags (training/device.py writes them).
+
+    The CPU's bf16 support decides the precision and so about 2x in speed: it is part of the name.
+    """
+    if "machine.cpu" not in tags:
+        return "unknown machine"
+    support = ("AMX + AVX-512 bf16" if tags.get("machine.cpu_amx") == "true"
+               else "AVX-512 bf16" if tags.get("machine.cpu_bf16") == "true" else "no bf16")
+    gpu = f"{tags['machine.gpu']}; " if tags.get("machine.gpu") else ""
+    return (f"{gpu}{tags['machine.cpu']}, {tags.get('machine.cores', '?')} cores ({support}), "
+            f"{tags.get('machine.precision', '?')}")
 
 
 def encode_runs(runs: Runs) -> bytes:
@@ -107,10 +129,16 @@ def _newest_per_seed(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [dict(latest[s]) for s in sorted(latest)]
 
 
+def _at_budget(runs: Runs, params: Params) -> list[dict[str, Any]]:
+    """The runs trained for as many epochs as this workspace (the seed and cardinality studies' runs)."""
+    return [r for r in runs.runs if r.get("epochs", params.train.epochs) == params.train.epochs]
+
+
 def seed_runs(runs: Runs, params: Params, family: str) -> list[dict[str, Any]]:
-    """``family``'s runs of exactly this workspace's model, one per seed (the newest), by seed."""
+    """``family``'s runs of exactly this workspace's model and budget, one per seed (the newest), by seed."""
     config = _config_strings(params, family)
-    return _newest_per_seed([r for r in runs.runs if r["family"] == family and _model_matches(r, config)])
+    return _newest_per_seed([r for r in _at_budget(runs, params) if r["family"] == family
+                             and _model_matches(r, config)])
 
 
 @dataclass(frozen=True)
@@ -146,10 +174,10 @@ class SeedPair:
     p_value: float | None
 
 
-def seed_pair(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> SeedPair:
-    """Pair ``a`` and ``b`` (from :func:`seed_runs`) by seed; the test needs at least two shared seeds."""
-    by_seed = {r["seed"]: r["test_accuracy"] for r in b}
-    pairs = [(r["test_accuracy"], by_seed[r["seed"]]) for r in a if r["seed"] in by_seed]
+def seed_pair(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], key: str = "test_accuracy") -> SeedPair:
+    """Pair ``a`` and ``b`` (from :func:`seed_runs`) by seed on ``key``; the test needs at least two shared seeds."""
+    by_seed = {r["seed"]: r.get(key) for r in b}
+    pairs = [(r[key], by_seed[r["seed"]]) for r in a if by_seed.get(r["seed"]) is not None and r.get(key) is not None]
     x, y = (np.asarray(v, dtype=float) for v in zip(*pairs)) if pairs else (np.empty(0), np.empty(0))
     p = None
     if len(pairs) >= 2:
@@ -188,7 +216,7 @@ def cardinality_groups(runs: Runs, params: Params) -> list[CardinalityGroup]:
     """ResNeXt runs that differ from the workspace's only in cardinality and base width (and seed), by C."""
     config = _config_strings(params, "resnext")
     settings: dict[tuple[int, int], list[dict[str, Any]]] = {}
-    for run in runs.runs:
+    for run in _at_budget(runs, params):
         if run["family"] == "resnext" and _model_matches(run, config, skip=(*SWEPT, "complexity_of")):
             key = (int(run["model"]["cardinality"]), int(run["model"]["base_width"]))
             settings.setdefault(key, []).append(run)
@@ -216,7 +244,54 @@ def cardinality_trend(groups: Sequence[CardinalityGroup]) -> Trend | None:
     if len({x for x, _ in points}) < 2:
         return None
     fit = scipy_stats.linregress(*zip(*points))
-    if len(points) < 3:
-        return Trend(float(fit.slope), None, len(points))
+    if len(points) < 3 or not math.isfinite(float(fit.stderr)) or fit.stderr == 0:
+        return Trend(float(fit.slope), None, len(points))  # too few points, or no spread to test against
     half = float(scipy_stats.t.ppf(0.975, len(points) - 2)) * float(fit.stderr)
     return Trend(float(fit.slope), (float(fit.slope) - half, float(fit.slope) + half), len(points))
+
+
+@dataclass(frozen=True)
+class BudgetPoint:
+    """One family's runs at one training budget on one machine, over their seeds."""
+
+    family: str
+    epochs: int
+    machine: str
+    seconds: float
+    compute: float | None
+    test: SeedStats
+    tta: SeedStats | None
+    runs: list[dict[str, Any]]
+
+    def accuracy(self, tta: bool) -> SeedStats:
+        """The score the report ranks by: TTA where asked for and measured, else single view."""
+        return self.tta if tta and self.tta is not None else self.test
+
+
+def training_compute(run: Mapping[str, Any]) -> float | None:
+    """Training MACs: 3 x forward MACs (forward, and backward at about twice the forward) x images seen."""
+    macs, rate, seconds = run.get("model_macs"), run.get("train_images_per_second"), run.get("train_seconds")
+    if not (macs and rate and seconds):
+        return None
+    return 3.0 * macs * rate * seconds
+
+
+def budget_points(runs: Runs, params: Params) -> list[BudgetPoint]:
+    """The workspace's models (each family's params.yaml section) at every budget and machine found, by family."""
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for family in FAMILIES:
+        config = _config_strings(params, family)
+        for run in runs.runs:
+            if run["family"] == family and run.get("epochs") and run.get("train_seconds") \
+                    and _model_matches(run, config):
+                groups.setdefault((family, run["epochs"], run.get("machine", "unknown machine")), []).append(run)
+    points = []
+    for (family, epochs, machine), members in groups.items():
+        chosen = _newest_per_seed(members)
+        ttas = [r["test_tta_accuracy"] for r in chosen if r.get("test_tta_accuracy") is not None]
+        computes = [c for c in map(training_compute, chosen) if c is not None]
+        points.append(BudgetPoint(family, epochs, machine, float(np.mean([r["train_seconds"] for r in chosen])),
+                                  float(np.mean(computes)) if computes else None,
+                                  seed_stats([r["test_accuracy"] for r in chosen]),
+                                  seed_stats(ttas) if len(ttas) == len(chosen) else None, chosen))
+    return sorted(points, key=lambda p: (FAMILIES.index(p.family), p.machine, p.epochs))

@@ -178,15 +178,6 @@ def machine_tags(runtime: Runtime) -> dict[str, str]:
     return tags
 
 
-def machine_label(tags: dict[str, str]) -> str:
-    """One line naming a machine from :func:`machine_tags`, e.g. for a report's time figures."""
-    cpu = f"{tags.get('machine.cpu', 'unknown CPU')}, {tags.get('machine.cores', '?')} cores"
-    support = "AMX + AVX-512 bf16" if tags.get("machine.cpu_amx") == "true" else (
-        "AVX-512 bf16" if tags.get("machine.cpu_bf16") == "true" else "no bf16")
-    device = f"{tags['machine.gpu']}; " if "machine.gpu" in tags else ""
-    return f"{device}{cpu} ({support}), {tags.get('machine.precision', '?')}"
-
-
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so wall-clock timings cover it (a no-op on CPU)."""
     if device.type == "cuda":

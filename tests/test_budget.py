@@ -1,0 +1,127 @@
+"""Accuracy against training budget: the facts (ranks, crossings, Pareto front, time to a target) and the section,
+from constructed runs (no training, no MLflow)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from convbench.evaluation import budget
+from convbench.evaluation.report import budget_section, cardinality_section, cost_section
+from convbench.evaluation.studies import Runs, budget_points, machine_label
+from convbench.params import Params
+
+PARAMS = Params()
+TAGS = {"machine.cpu": "Test CPU 9000", "machine.cores": "2", "machine.cpu_bf16": "true", "machine.cpu_amx": "false",
+        "machine.precision": "bf16"}
+HERE = machine_label(TAGS)
+NAMES = {"vgg": "VGG-11", "resnet": "ResNet-18", "resnext": "ResNeXt-20"}
+# family -> epochs -> (seconds, test accuracy): VGG leads at 2 and 4 epochs, ResNeXt passes it at 8
+CURVES = {
+    "vgg": {2: (100.0, 0.70), 4: (200.0, 0.80), 8: (400.0, 0.84)},
+    "resnet": {2: (120.0, 0.66), 4: (240.0, 0.78), 8: (480.0, 0.83)},
+    "resnext": {2: (150.0, 0.60), 4: (300.0, 0.76), 8: (600.0, 0.86)},
+}
+
+
+def run(family: str, epochs: int, seconds: float, acc: float, seed: int = 0, machine: str = HERE) -> dict:
+    config = {k: str(v) for k, v in vars(PARAMS.models[family]).items()}
+    return {"run_id": f"{family}{epochs}{seed}", "family": family, "seed": seed, "epochs": epochs,
+            "start_time": seed, "machine": machine, "model": config, "test_accuracy": acc,
+            "test_tta_accuracy": acc + 0.01, "model_params": 1e6, "model_macs": 4e7, "train_seconds": seconds,
+            "train_images_per_second": 45_000 * epochs / seconds, "epochs_run": epochs}
+
+
+def curve_runs(seeds: tuple[int, ...] = (0,)) -> list[dict]:
+    return [run(f, e, s + seed, a + 0.002 * seed, seed) for f, points in CURVES.items()
+            for e, (s, a) in points.items() for seed in seeds]
+
+
+def results() -> list[SimpleNamespace]:
+    return [SimpleNamespace(family=f, name=n, train={"machine": TAGS}) for f, n in NAMES.items()]
+
+
+def test_budget_points_group_runs_by_family_budget_and_machine() -> None:
+    other = machine_label(TAGS | {"machine.cpu_bf16": "false", "machine.precision": "fp32"})
+    runs = Runs(curve_runs((0, 1)) + [run("vgg", 4, 400.0, 0.80, machine=other)])
+    points = budget_points(runs, PARAMS)
+    assert len(points) == 10
+    vgg4 = [p for p in points if (p.family, p.epochs, p.machine) == ("vgg", 4, HERE)][0]
+    assert vgg4.test.n == 2 and vgg4.test.mean == pytest.approx(0.801) and vgg4.seconds == pytest.approx(200.5)
+    assert vgg4.compute == pytest.approx(3 * 4e7 * 45_000 * 4)  # 3 x MACs x images seen
+    assert [p.machine for p in points if (p.family, p.epochs) == ("vgg", 4)] == [HERE, other]
+
+
+def test_ranks_crossings_front_and_time_to_target() -> None:
+    points = budget_points(Runs(curve_runs((0, 1, 2))), PARAMS)
+    ranked = budget.ranks(points, tta=False)
+    assert [[p.family for p in r.order] for r in ranked] == [["vgg", "resnet", "resnext"]] * 2 + [
+        ["resnext", "vgg", "resnet"]]
+    assert ranked[2].margin == pytest.approx(0.02) and ranked[2].pair is not None and ranked[2].pair.seeds == 3
+    assert ranked[0].verdict == "architecture"  # 3 of 3 seeds, a constant gap: p = 0
+    flips = budget.crossings(ranked)
+    assert {(c.low, c.high, c.passer, c.passed) for c in flips} == {(4, 8, "resnext", "vgg"), (4, 8, "resnext", "resnet")}
+    front = budget.pareto_front(points, tta=False)
+    assert [(p.family, p.epochs) for p in front] == [("vgg", 2), ("vgg", 4), ("vgg", 8), ("resnext", 8)]
+    vgg = [p for p in points if p.family == "vgg"]
+    # means over seeds: 2 epochs 101 s 70.2 %, 4 epochs 201 s 80.2 %, 8 epochs 401 s 84.2 %
+    assert budget.seconds_to(vgg, 0.80, tta=False) == pytest.approx(math.exp(
+        math.log(101) + 0.98 * (math.log(201) - math.log(101))))
+    assert budget.seconds_to(vgg, 0.90, tta=False) is None
+    assert budget.seconds_to(vgg, 0.50, tta=False) == pytest.approx(101)  # below the shortest budget: its time
+    assert budget.seconds_to(vgg, 0.822, tta=False) == pytest.approx((201 * 401) ** 0.5)  # half way, log time
+
+
+def test_budget_section_table_figure_and_verdict(tmp_path: Path) -> None:
+    text = "\n".join(budget_section(results(), Runs(curve_runs()), PARAMS, tmp_path))
+    assert (tmp_path / "budget.png").stat().st_size > 10_000
+    assert "**The ranking depends on the budget**" in text
+    assert "ResNeXt-20 passes VGG-11 between 4 and 8 epochs" in text
+    assert "- 8 epochs: ResNeXt-20 > VGG-11 > ResNet-18; ResNeXt-20 leads VGG-11 by +2.00 points" in text
+    assert "1 seed(s): no paired test" in text
+    assert f"Times were measured on {HERE}" in text
+    assert "| VGG-11 | 8 | 6.7 min |" in text
+    assert "nan" not in text.lower()
+
+
+def test_budget_section_says_what_is_missing(tmp_path: Path) -> None:
+    one = Runs([r for r in curve_runs() if r["epochs"] == 4])
+    text = "\n".join(budget_section(results(), one, PARAMS, tmp_path))
+    assert "Fewer than two budgets" in text and "convbench recipe budget --queue" in text
+    assert not (tmp_path / "budget.png").exists()
+    assert "could not be read: no store" in "\n".join(budget_section(results(), Runs([], "no store"), PARAMS, tmp_path))
+
+
+def test_seed_and_cardinality_studies_use_only_the_workspace_budget(tmp_path: Path) -> None:
+    """A 16-epoch run of C = 16 is a budget point, not a cardinality point at the workspace's 4 epochs."""
+    config = {k: str(v) for k, v in vars(PARAMS.models["resnext"]).items()}
+    runs = Runs([run("resnext", 4, 300.0, 0.76), run("resnext", 4, 300.0, 0.76, seed=1)]
+                + [run("resnext", 16, 900.0, 0.88) | {"model": config | {"cardinality": "16", "base_width": "6"}}])
+    text = "\n".join(cardinality_section(runs, PARAMS, tmp_path))
+    assert "Fewer than two comparable cardinalities" in text and "nan" not in text
+
+
+def test_cardinality_section_with_no_spread_prints_no_nan(tmp_path: Path) -> None:
+    config = {k: str(v) for k, v in vars(PARAMS.models["resnext"]).items()}
+    runs = Runs([run("resnext", 4, 300.0, 0.5, seed=s) | {"model": config | {"cardinality": str(c),
+                                                                              "base_width": str(d)}}
+                 for c, d in ((1, 40), (4, 24), (16, 6)) for s in (0, 1)])
+    text = "\n".join(cardinality_section(runs, PARAMS, tmp_path))
+    assert "nan" not in text.lower() and "no spread" in text
+
+
+def test_cost_section_says_when_matched_macs_are_not_matched_time() -> None:
+    def result(family: str, macs: float, rate: float) -> SimpleNamespace:
+        values = {"macs": macs, "params": 1e6, "train_images_per_second": rate}
+        return SimpleNamespace(family=family, name=NAMES[family], train={"machine": TAGS},
+                               metric=lambda key, v=values: v.get(key))
+
+    text = "\n".join(cost_section([result("resnet", 43e6, 800.0), result("resnext", 42e6, 600.0)]))
+    assert "**Matched MACs are not matched time**" in text
+    assert "ResNet-18 costs 1.02x ResNeXt-20's MACs but 0.75x its training time per image" in text
+    assert f"Measured on {HERE}" in text
+    same = "\n".join(cost_section([result("resnet", 43e6, 800.0), result("resnext", 42e6, 810.0)]))
+    assert "follows the MACs" in same
