@@ -24,3 +24,10 @@ def reproduced_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("reproduced")
     build_project(base)
     return base
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test of the reproduced tiny project is end to end: ``slow`` (``pytest -m "not slow"`` is the inner loop)."""
+    for item in items:
+        if "reproduced_project" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

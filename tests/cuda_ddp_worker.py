@@ -16,7 +16,7 @@ import torch.distributed as td
 
 from convbench.training import distributed
 from convbench.training.distributed import Dist, from_env
-from test_cuda import cuda_trainer
+from cudatrain import cuda_trainer
 
 
 class ForcedDist(Dist):

@@ -9,6 +9,7 @@ label true.
 from __future__ import annotations
 
 import colorsys
+import os
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,10 @@ def write_params(base: Path, sections: dict[str, Any]) -> Path:
     path = Path(base) / "params.yaml"
     path.write_text(yaml.safe_dump(sections, sort_keys=False))
     return path
+
+
+def killer_env(epoch: int) -> dict[str, str]:
+    """Environment that makes a train stage SIGKILL itself after the checkpoint of ``epoch`` (tests/killer/)."""
+    tests = Path(__file__).resolve().parent
+    return {"CONVBENCH_KILL_AFTER_EPOCH": str(epoch),
+            "PYTHONPATH": os.pathsep.join([str(tests / "killer"), str(tests.parent / "src")])}

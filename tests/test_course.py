@@ -29,13 +29,12 @@ from convbench.models.whiten import whiten_stem
 from convbench.params import parse_params
 from convbench.recipes import check, commands, compose, load_recipe, parse_override
 from imagezips import class_colour, image_bytes, make_image, make_image_zip
+from notebook import NOTEBOOK_RESNET18_PARAMS, NOTEBOOK_RESNEXT_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # Parameter counts of the course notebook's own classes for its 3 classes, computed once from its definitions
 # (ResNeXt(3, cardinality, base_width) and ResNet18(3)).
-NOTEBOOK_RESNEXT_PARAMS = {32: 1_183_683, 64: 2_174_915}
-NOTEBOOK_RESNET18_PARAMS = 11_178_051
 
 
 def n_params(model: nn.Module) -> int:

@@ -6,10 +6,13 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dvcproject import ALL_STAGES, build_project, run, stages_run
-from test_course import NOTEBOOK_RESNET18_PARAMS, NOTEBOOK_RESNEXT_PARAMS
+from notebook import NOTEBOOK_RESNET18_PARAMS, NOTEBOOK_RESNEXT_PARAMS
+
+pytestmark = pytest.mark.slow  # end to end: DVC, torchrun, servers or the benchmark
 
 TINY = ["-S", "data.archive=data/tiny.zip", "-S", "data.image_size=32", "-S", "train.epochs=1",
         "-S", "train.precision=fp32", "-S", "train.threads=1", "-S", "train.eval_batch_size=64"]

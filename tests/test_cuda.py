@@ -23,6 +23,7 @@ from convbench.paths import Layout
 from convbench.training.device import resolve_runtime
 from convbench.training.distributed import Dist
 from convbench.training.loop import Trainer
+from cudatrain import CUDA_TRAIN, cuda_trainer
 from synthetic import write_synthetic_project
 
 pytestmark = [
@@ -31,20 +32,6 @@ pytestmark = [
 ]
 
 HERE = Path(__file__).resolve().parent
-CUDA_TRAIN = {"epochs": 2, "batch_size": 16, "eval_batch_size": 64, "lr": 0.05, "warmup_fraction": 0.17,
-              "device": "cuda", "precision": "bf16", "channels_last": "on"}
-
-
-def cuda_trainer(base: Path, family: str = "resnet", dist: Dist = Dist(), **train: object) -> Trainer:
-    """A Trainer of a small model on the synthetic project in ``base``, on the GPU."""
-    params = TrainParams(**{**CUDA_TRAIN, **train})
-    layout = Layout(base)
-    cache, split = load_cache(layout.cache), load_split(layout.split)
-    torch.manual_seed(params.seed)
-    model = create_model(family, cache.num_classes, width={"resnet": 0.125, "resnext": 0.25, "vgg": 0.125}[family])
-    return Trainer(model, cache, split, params, resolve_runtime(params, dist), dist=dist)
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     write_synthetic_project(tmp_path, classes=3, per_class=40, size=32)

@@ -15,9 +15,10 @@ import torch
 from convbench.config import ConfigError
 from convbench.paths import Layout
 from convbench.training.augment import Normalizer, augment_batch
-from convbench.training.checkpoint import KILL_AFTER_EPOCH_ENV
 from convbench.training.distributed import Dist, shard_batches
-from synthetic import write_params, write_synthetic_project
+from synthetic import killer_env, write_params, write_synthetic_project
+
+pytestmark = pytest.mark.slow  # end to end: DVC, torchrun, servers or the benchmark
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # No BatchNorm and no dropout: without SyncBatchNorm (CUDA only) each rank normalises over its own half-batch,
@@ -93,7 +94,7 @@ def test_a_killed_distributed_training_resumes_to_the_same_weights(tmp_path: Pat
         write_synthetic_project(base, classes=3, per_class=40, size=32)
     straight = train(bases["straight"], 2, sections=dropout)
     assert straight.returncode == 0, straight.stderr[-4000:]
-    killed = train(bases["killed"], 2, sections=dropout, **{KILL_AFTER_EPOCH_ENV: "1"})
+    killed = train(bases["killed"], 2, sections=dropout, **killer_env(1))
     assert killed.returncode != 0
     state = torch.load(Layout(bases["killed"]).checkpoint("vgg"), weights_only=True)
     assert state["epoch"] == 1 and len(state["rng"]["torch"]) == 2  # one generator state per rank

@@ -19,6 +19,8 @@ from convbench.evaluation import markdown as md
 from convbench.paths import Layout
 from synthetic import write_params, write_synthetic_project
 
+pytestmark = pytest.mark.slow  # end to end: DVC, torchrun, servers or the benchmark
+
 FAMILIES = ("vgg", "resnet", "resnext")
 SECTIONS: dict[str, Any] = {
     "data": {"image_size": 32},

@@ -15,6 +15,8 @@ from mlflow.entities import Param
 
 from dvcproject import FAMILIES, TINY_PARAMS, copy_project, run, stages_run
 
+pytestmark = pytest.mark.slow  # end to end: DVC, torchrun, servers or the benchmark
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, reproduced_project: Path) -> tuple[Path, dict[str, str]]:
@@ -67,8 +69,11 @@ def test_metrics_are_listed_by_dvc(project: tuple[Path, dict[str, str]]) -> None
     base, env = project
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], base, env))
     files = next(iter(shown.values()))["data"]
+    assert set(files) == {f"reports/summary/{family}.json" for family in FAMILIES}  # the details stay out
     for family in FAMILIES:
-        assert "accuracy" in files[f"reports/metrics/{family}.json"]["data"]["test"]
+        summary = files[f"reports/summary/{family}.json"]["data"]
+        assert set(summary) == {"test_accuracy", "tta_accuracy", "train_seconds", "params", "macs"}
+        assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["macs"] > 0
 
 
 def test_changing_resnext_cardinality_reruns_only_its_chain(project: tuple[Path, dict[str, str]]) -> None:

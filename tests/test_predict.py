@@ -11,7 +11,7 @@ from PIL import Image
 
 from convbench.data.format import load_cache
 from convbench.errors import ConvbenchError
-from convbench.evaluation.predict import classify, family_of, main, preprocess
+from convbench.evaluation.predict import classify, family_of_model, main, preprocess
 from synthetic import write_params, write_synthetic_project
 
 
@@ -48,10 +48,10 @@ def test_classify_ranks_top_k_and_checks_shapes(tmp_path: Path) -> None:
 
 
 def test_family_from_model_uri() -> None:
-    assert family_of("models:/convbench-resnet@current", None) == "resnet"
-    assert family_of("models:/convbench-vgg/3", None) == "vgg"
-    assert family_of("models:/convbench-resnet@current", "vgg") == "vgg"
-    assert family_of(None, None) == "resnext"
+    assert family_of_model("models:/convbench-resnet@current", None) == "resnet"
+    assert family_of_model("models:/convbench-vgg/3", None) == "vgg"
+    assert family_of_model("models:/convbench-resnet@current", "vgg") == "vgg"
+    assert family_of_model(None, None) == "resnext"
 
 
 def test_missing_weights_and_unreadable_images_are_one_line_errors(

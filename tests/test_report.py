@@ -303,9 +303,9 @@ def test_training_analysis_reports_overfitting_early_stopping_and_volatility(def
 def test_architecture_section_uses_params_and_measured_grouping(default: tuple) -> None:
     text = default[1]
     assert "cardinality C = 8, base width d = 16" in text
-    assert "0.71× the parameters and 1.71× the MACs" in text  # 500k/700k, 60M/35M
+    assert "0.71x the parameters and 1.71x the MACs" in text  # 500k/700k, 60M/35M
     assert "would need 8.00 k" in text  # grouped 1000 params -> 8000 dense
-    assert "0.56× the parameters and 1.50× the MACs, and its test accuracy is 15.00 points higher" in text  # vs VGG
+    assert "0.56x the parameters and 1.50x the MACs, and its test accuracy is 15.00 points higher" in text  # vs VGG
 
 
 def test_every_linked_image_exists_and_links_are_relative(default: tuple) -> None:

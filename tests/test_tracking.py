@@ -18,7 +18,7 @@ from convbench.tracking import runlog, store
 from convbench.tracking.runlog import RunLogger, Spool, is_outage, spool_root, sync
 from convbench.training.weights import save_trained
 from synthetic import synthetic_cache, synthetic_split
-from test_tracking_server import FlakyClient
+from flaky import FlakyClient
 
 
 @pytest.fixture
@@ -165,3 +165,12 @@ def test_a_training_run_records_its_dataset(tmp_path: Path) -> None:
     features = json.loads(json.loads(dataset["schema"])["mlflow_tensorspec"]["features"])
     assert features[0]["tensor-spec"]["shape"] == [-1, 3, 16, 16]
     assert json.loads(dataset["profile"])["train_images"] == 18
+
+
+def test_ui_link_opens_the_model_training_view() -> None:
+    """MLflow 3.17 opens experiments in its GenAI overview unless the link asks for the Model training view."""
+    assert store.ui_link("sqlite:////p/mlflow.db", "3") == \
+        "http://127.0.0.1:5000/#/experiments/3?workflowType=machine_learning"
+    assert store.ui_link("http://tracker:8080/", "7") == "http://tracker:8080/#/experiments/7?workflowType=machine_learning"
+    assert "mlflow ui --backend-store-uri sqlite:////p/mlflow.db" in store.ui_hint("sqlite:////p/mlflow.db", "3")
+    assert store.ui_hint("http://tracker:8080", "7") == "MLflow runs: http://tracker:8080/#/experiments/7?workflowType=machine_learning"

@@ -19,7 +19,10 @@ import requests
 
 from convbench.paths import Layout
 from convbench.tracking.runlog import RunLogger, spool_root
+from flaky import FlakyClient
 from synthetic import write_params, write_synthetic_project
+
+pytestmark = pytest.mark.slow  # end to end: DVC, torchrun, servers or the benchmark
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = {
@@ -201,29 +204,6 @@ def test_an_unreachable_server_stops_training_before_it_starts(tmp_path: Path) -
     layout = Layout(base)
     assert not layout.checkpoint("resnet").exists() and not layout.weights("resnet").exists()
     assert not (base / "mlflow-spool").exists()
-
-
-class FlakyClient:
-    """An MlflowClient whose calls fail ("down") or reach the store and then lose the reply ("drop")."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.mode = "up"
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.client, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if self.mode == "down":
-                raise ConnectionError("[Errno 111] Connection refused")
-            result = attr(*args, **kwargs)
-            if self.mode == "drop":
-                raise ConnectionError("[Errno 104] Connection reset by peer")
-            return result
-
-        return call
 
 
 def test_run_logger_spools_while_the_store_fails_and_replays_in_order(

@@ -21,17 +21,10 @@ from convbench.training import loop
 from convbench.training.augment import Normalizer, alternating_flips, cutout, flip_coins, random_crop, random_flip
 from convbench.training.device import cpu_supports_bf16, resolve_runtime
 from convbench.training.loop import Trainer, snapshot
-from synthetic import write_params, write_synthetic_project
+from synthetic import killer_env, write_params, write_synthetic_project
+from trainstage import TINY, stage
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-TINY = {
-    "data": {"image_size": 16},
-    "train": {"epochs": 3, "batch_size": 16, "eval_batch_size": 64, "lr": 0.05, "warmup_fraction": 0.17,
-              "crop_padding": 4, "precision": "fp32", "channels_last": "off", "threads": 1},
-    "resnet": {"depth": 18, "stem": "cifar", "width": 0.125},
-}
-
-
 def trainer(base: Path, **train: object) -> Trainer:
     """A Trainer of a tiny ResNet on the synthetic project in ``base``."""
     params = TrainParams(**{**TINY["train"], **train})
@@ -76,13 +69,7 @@ def test_early_stopping_restores_a_real_copy_of_the_best_weights(project: Path) 
     assert not all(torch.equal(final[k], snapshots[-1][k]) for k in final if final[k].is_floating_point())
 
 
-def stage(base: Path, family: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the train stage as DVC would, in ``base``."""
-    environ = {**os.environ, "PYTHONPATH": str(SRC), "MLFLOW_TRACKING_URI": f"sqlite:///{base / 'mlflow.db'}", **env}
-    return subprocess.run([sys.executable, "-m", "convbench.stages.train", family], cwd=base, env=environ,
-                          capture_output=True, text=True, timeout=600)
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("techniques", [{}, {"ema_decay": 0.9, "alternating_flip": True}, {"whiten": 3}],
                          ids=["plain", "ema", "whiten"])
 def test_a_killed_training_resumes_bit_identical(tmp_path: Path, techniques: dict[str, object]) -> None:
@@ -92,7 +79,7 @@ def test_a_killed_training_resumes_bit_identical(tmp_path: Path, techniques: dic
         write_synthetic_project(base, classes=3, per_class=40, size=16)
         write_params(base, {**TINY, "train": {**TINY["train"], **techniques}})
         if name == "killed":
-            died = stage(base, "resnet", CONVBENCH_TEST_KILL_AFTER_EPOCH="2")
+            died = stage(base, "resnet", **killer_env(2))
             assert died.returncode == -9, died.stderr[-2000:]
             checkpoint = torch.load(Layout(base).checkpoint("resnet"), weights_only=True)
             assert checkpoint["epoch"] == 2

@@ -33,7 +33,7 @@ def check_width_dropout(width: float, dropout: float) -> None:
     require(0.0 <= dropout < 1.0, "dropout", f"must be in [0, 1), got {dropout}")
 
 
-Layout = Literal["paper", "course"]
+BlockLayout = Literal["paper", "course"]
 """``paper``: the torchvision/paper network. ``course``: the course notebook's variant (see the configs)."""
 
 
@@ -125,7 +125,7 @@ class ResNetConfig:
     width: float = 0.5
     dropout: float = 0.0
     zero_init_residual: bool = False
-    layout: Layout = "paper"
+    layout: BlockLayout = "paper"
 
     def __post_init__(self) -> None:
         require(
@@ -172,7 +172,7 @@ class ResNeXtConfig:
     width: float = 0.5
     dropout: float = 0.0
     zero_init_residual: bool = False
-    layout: Layout = "paper"
+    layout: BlockLayout = "paper"
     complexity_of: str = "4x24d"
 
     def __post_init__(self) -> None:

@@ -180,10 +180,6 @@ def _relative(diff: float) -> str:
     return f"{100 * abs(diff):.2f} points {'higher' if diff > 0 else 'lower'}"
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    return md.MISSING if not a or not b else f"{a / b:.2f}×"
-
-
 def architecture(results: Sequence[FamilyResult], pairs: Sequence[Pair]) -> list[str]:
     """How ResNeXt's cardinality and grouped convolutions show up in its size, cost and accuracy vs ResNet."""
     by_family = {r.family: r for r in results}
@@ -214,8 +210,8 @@ def architecture(results: Sequence[FamilyResult], pairs: Sequence[Pair]) -> list
     diff = _acc(resnext) - _acc(resnet)
     duel = _find(pairs, resnext, resnet)
     significant = duel.test is not None and duel.test.p_value < ALPHA
-    params_ratio = _ratio(resnext.metrics.get("params"), resnet.metrics.get("params"))
-    macs_ratio = _ratio(resnext.metrics.get("macs"), resnet.metrics.get("macs"))
+    params_ratio = md.ratio(resnext.metrics.get("params"), resnet.metrics.get("params"))
+    macs_ratio = md.ratio(resnext.metrics.get("macs"), resnet.metrics.get("macs"))
     lines.append(
         f"Against {resnet.name} (depth {rc.get('depth')}, width multiplier {rc.get('width')}), {resnext.name} "
         f"has {params_ratio} the parameters and {macs_ratio} the MACs, and its test accuracy is "
@@ -243,8 +239,8 @@ def architecture(results: Sequence[FamilyResult], pairs: Sequence[Pair]) -> list
     if vgg is not None:
         lines.append(
             f"Against {vgg.name}, a plain stack of convolutions without shortcuts, {resnext.name} has "
-            f"{_ratio(resnext.metrics.get('params'), vgg.metrics.get('params'))} the parameters and "
-            f"{_ratio(resnext.metrics.get('macs'), vgg.metrics.get('macs'))} the MACs, and its test accuracy is "
+            f"{md.ratio(resnext.metrics.get('params'), vgg.metrics.get('params'))} the parameters and "
+            f"{md.ratio(resnext.metrics.get('macs'), vgg.metrics.get('macs'))} the MACs, and its test accuracy is "
             f"{_relative(_acc(resnext) - _acc(vgg))} ({_evidence(_find(pairs, resnext, vgg))}).")
     return lines
 

@@ -19,6 +19,11 @@ def points(value: float) -> str:
     return f"{100 * value:+.2f} points"
 
 
+def ratio(value: float | None, baseline: float | None) -> str:
+    """How many times ``baseline``, ``0.99x``; missing where either is unknown or zero."""
+    return MISSING if not value or not baseline else f"{value / baseline:.2f}x"
+
+
 def loss(value: float | None) -> str:
     return MISSING if value is None else f"{value:.4f}"
 

@@ -111,7 +111,7 @@ def mlflow_predictor(uri: str, fallback_weights: Path) -> tuple[Callable[[torch.
     return (lambda x: model.predict(x.numpy())), meta
 
 
-def family_of(uri: str | None, family: str | None) -> str:
+def family_of_model(uri: str | None, family: str | None) -> str:
     """``--family``, else the family in a ``models:/convbench-<family>...`` URI, else ``resnext``."""
     if family:
         return family
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        family = family_of(args.model_uri, args.family)
+        family = family_of_model(args.model_uri, args.family)
         weights = args.weights or Layout().weights(family)
         if args.model_uri:
             logits_of, meta = mlflow_predictor(args.model_uri, weights)

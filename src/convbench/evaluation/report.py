@@ -126,7 +126,8 @@ def summary_section(results: Sequence[FamilyResult], label_smoothing: float, see
         f"Throughput: batch {inference.get('batch_size', md.MISSING)}, latency: median of "
         f"{inference.get('latency_runs', md.MISSING)} single-image runs, both on {inference.get('device', md.MISSING)} "
         f"in {inference.get('precision', md.MISSING)}"
-        f"{' with channels_last' if inference.get('channels_last') else ''}, normalisation included."
+        f"{' with channels_last' if inference.get('channels_last') else ''}, normalisation included. "
+        f"Training times are from {_machine(first)}; they compare only with times from the same machine."
         + ("" if threshold is None else
            f" Time to {md.pct(threshold, 1)} val: training wall-clock seconds, validation passes included, until the "
            "first epoch whose validation accuracy reached the lowest final validation accuracy of the models "
@@ -343,8 +344,8 @@ def cardinality_section(runs: Runs, params: Params, figdir: Path) -> list[str]:
     rows = []
     for g in groups:
         mark = " (baseline)" if g is baseline else ""
-        rows.append([f"{g.cardinality}{mark}", str(g.base_width), md.count(g.params), _ratio(g.params, baseline.params),
-                     md.count(g.macs), _ratio(g.macs, baseline.macs), str(g.accuracy.n),
+        rows.append([f"{g.cardinality}{mark}", str(g.base_width), md.count(g.params), md.ratio(g.params, baseline.params),
+                     md.count(g.macs), md.ratio(g.macs, baseline.macs), str(g.accuracy.n),
                      f"{md.pct(g.accuracy.mean)}" + (f" ± {md.pct(g.accuracy.sd)}" if g.accuracy.sd else "")])
     figures.cardinality_plot(
         [{"cardinality": g.cardinality, "base_width": g.base_width, "mean": g.accuracy.mean, "sd": g.accuracy.sd,
@@ -361,10 +362,6 @@ def cardinality_section(runs: Runs, params: Params, figdir: Path) -> list[str]:
             + f": beyond ±{COMPLEXITY_TOLERANCE:.0%}, its accuracy also reflects its size, not only its "
               "cardinality.", ""]
     return lines + [_trend_verdict(cardinality_trend(groups)), ""]
-
-
-def _ratio(value: float | None, baseline: float | None) -> str:
-    return md.MISSING if not value or not baseline else f"{value / baseline:.2f}x"
 
 
 def _trend_verdict(trend: Trend | None) -> str:

@@ -9,6 +9,7 @@ from convbench.evaluation.report import headline_metrics, log_report, write_repo
 from convbench.evaluation.studies import load_runs
 from convbench.params import load_params
 from convbench.paths import Layout
+from convbench.tracking.store import browse_hint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,8 +21,10 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params()
         layout = Layout()
         path, results = write_report(params, load_runs(layout.reports / "runs.json"), layout)
-        log_report(path, layout.reports / "figures", headline_metrics(results))
+        logged = log_report(path, layout.reports / "figures", headline_metrics(results))
         print(f"wrote {path} ({len(results)} model(s)) and {layout.reports / 'figures'}/")
+        if logged and (hint := browse_hint()):
+            print(hint)
 
     return run_stage("report", body)
 

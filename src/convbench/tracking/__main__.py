@@ -7,7 +7,7 @@ import os
 
 from convbench.errors import run_stage
 from convbench.tracking.runlog import sync
-from convbench.tracking.store import EXPERIMENT, ensure_store, tracking_uri
+from convbench.tracking.store import EXPERIMENT, ensure_store, tracking_uri, ui_hint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         experiment_id = ensure_store()
         print(f"MLflow store {tracking_uri()}, experiment {EXPERIMENT!r} (id {experiment_id})")
+        print(ui_hint(tracking_uri(), experiment_id))
 
     return run_stage("tracking", body)
 

@@ -155,6 +155,34 @@ def _experiment_id(uri: str) -> str:
     return experiment.experiment_id
 
 
+def ui_link(uri: str, experiment_id: str) -> str:
+    """Where a browser lands on the experiment's runs table.
+
+    MLflow 3.17's UI opens an experiment in its GenAI overview by default (a global toggle, whatever the
+    experiment's kind tag says); ``workflowType=machine_learning`` opens the Model training view instead.
+    """
+    base = uri.rstrip("/") if is_server(uri) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
+def ui_hint(uri: str, experiment_id: str) -> str:
+    """The command that serves a local store and the link to open, or just the link for a tracking server."""
+    link = ui_link(uri, experiment_id)
+    if is_server(uri):
+        return f"MLflow runs: {link}"
+    return (f"MLflow runs: `MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri {uri} --workers 1`, "
+            f"then open {link}")
+
+
+def browse_hint() -> str | None:
+    """:func:`ui_hint` for this project's store, or None where the store cannot be opened now (the run is spooled)."""
+    uri = tracking_uri()
+    try:
+        return ui_hint(uri, ensure_store())
+    except ConvbenchError:
+        return None
+
+
 def run_tags(**tags: str) -> dict[str, str]:
     """``tags`` plus the git commit and the DVC stage / experiment that launched the run (when set)."""
     sources = {

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,6 @@ import torch
 
 from convbench.data.format import atomic_torch_save
 
-KILL_AFTER_EPOCH_ENV = "CONVBENCH_TEST_KILL_AFTER_EPOCH"
-"""Test hook: the stage SIGKILLs itself right after writing the checkpoint of this epoch."""
 
 
 def fingerprint(settings: dict[str, Any], cache: Path, split: Path) -> str:
@@ -62,9 +58,3 @@ def load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
         return None
     print(f"resuming from {path} after epoch {state['epoch']}", file=sys.stderr)
     return state
-
-
-def kill_hook(epoch: int) -> None:
-    """If ``CONVBENCH_TEST_KILL_AFTER_EPOCH`` equals ``epoch``, die by SIGKILL (tests of resumption)."""
-    if os.environ.get(KILL_AFTER_EPOCH_ENV) == str(epoch):
-        os.kill(os.getpid(), signal.SIGKILL)

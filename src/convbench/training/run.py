@@ -28,7 +28,7 @@ from convbench.tracking.store import dataset_input
 from convbench.training import distributed
 from convbench.training.augment import Normalizer
 from convbench.training.build import build_untrained
-from convbench.training.checkpoint import fingerprint, kill_hook, load_checkpoint, save_checkpoint
+from convbench.training.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from convbench.training.device import Runtime, machine_tags, resolve_runtime
 from convbench.training.history import write_history_csv
 from convbench.training.loop import FitResult, Trainer
@@ -177,7 +177,6 @@ def _train(
             run_log.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
             save_checkpoint(checkpoint_path, trainer.state_dict(), key, run_id)
             print(_epoch_line(family, params.train.epochs, row), flush=True)
-            kill_hook(int(row["epoch"]))
 
         result = trainer.fit(on_epoch)
         summary = _summary(result, size.params, size.macs, runtime, run_id) | {"machine": machine}

@@ -1,0 +1,56 @@
+"""DVC's queue on the default data layout, and the budget study it feeds: two queued budgets of a tiny project,
+then the report's "Accuracy against training budget" section (its table, figure and verdict)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from dvcproject import FAMILIES, TINY_PARAMS, copy_project, run, stages_run
+
+pytestmark = pytest.mark.slow  # end to end: DVC, torchrun, servers or the benchmark
+
+
+def wait_for_queue(base: Path, env: dict[str, str], timeout: float = 900) -> str:
+    """Poll ``dvc queue status`` until nothing is queued or running; return the last status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = run(["dvc", "queue", "status"], base, env)
+        if not any(word in status for word in ("Queued", "Running")) or time.monotonic() > deadline:
+            return status
+        time.sleep(3)
+
+
+def test_queued_budgets_reach_the_budget_section(tmp_path: Path, reproduced_project: Path) -> None:
+    base = tmp_path / "project"
+    env = copy_project(reproduced_project, base)
+    # The archive is not in git: the queue's temporary copy gets it from DVC's cache (the fetch stage's output).
+    assert "tiny.zip" not in run(["git", "ls-files", "data"], base, env)
+    for epochs in (1, 3):
+        run(["dvc", "exp", "run", "--queue", "-S", f"train.epochs={epochs}"], base, env)
+    run(["dvc", "queue", "start", "-j", "1"], base, env)
+    status = wait_for_queue(base, env)
+    assert status.count("Success") == 2 and "Failed" not in status, status
+
+    out = run(["dvc", "repro"], base, env)
+    assert stages_run(out) == {"runs", "report"}, out  # the queued runs logged to this project's MLflow store
+    runs = json.loads((base / "reports" / "runs.json").read_text())["runs"]
+    assert {(r["family"], r["epochs"]) for r in runs} == {(f, e) for f in FAMILIES for e in (1, 2, 3)}
+
+    report = (base / "reports" / "comparison.md").read_text()
+    section = report.split("## Accuracy against training budget")[1].split("\n## ")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ") and line.split("|")[2].strip().isdigit()]
+    assert sorted((r[0].split("-")[0], int(r[1])) for r in rows) == sorted(
+        (name, e) for name in ("ResNet", "ResNeXt", "VGG") for e in (1, 2, 3))
+    assert all(r[3].endswith(" T") and r[4].endswith("%") for r in rows)  # compute and accuracy, never nan
+    assert (base / "reports" / "figures" / "budget.png").stat().st_size > 10_000
+    assert "Ranked by TTA test accuracy at each budget:" in section
+    assert ("The ranking is the same at every budget measured (1, 2, 3 epochs)" in section
+            or "**The ranking depends on the budget**" in section)
+    assert "Pareto front in time" in section and "Seconds to reach" in section
+    assert "nan" not in section.lower()
+    assert f"At {TINY_PARAMS['train']['epochs']} epochs (this workspace's training budget" in report
