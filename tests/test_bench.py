@@ -80,7 +80,7 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
 def test_reference_step_matches_ours_in_fp32() -> None:
     """Augmentation off, fp32 NCHW: one step of each from the same weights on the same batch agrees."""
     params = TrainParams(batch_size=8, crop_padding=0, flip=False, cutout=0, warmup_fraction=0.0)
-    workload = Workload("resnet", {"depth": 18, "width": 0.0625}, image_size=16, batch_size=8)
+    workload = Workload("resnet", {"depth": 18, "width": 0.0625, "stem": "cifar"}, image_size=16, batch_size=8)
     cache = in_memory_cache(*synthetic_images(8, 16, seed=1))
     # Normalisation is the identity on the 0..1 scale, which is what the notebook feeds its model.
     cache = dataclasses.replace(cache, mean=torch.zeros(3), std=torch.ones(3))
