@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from convbench.evaluation import budget
-from convbench.evaluation.report import budget_section, cardinality_section, cost_section
+from convbench.evaluation.report import budget_headline, budget_section, cardinality_section, cost_section
 from convbench.evaluation.studies import Runs, budget_points, machine_label
 from convbench.params import Params
 
@@ -125,3 +125,10 @@ def test_cost_section_says_when_matched_macs_are_not_matched_time() -> None:
     assert f"Measured on {HERE}" in text
     same = "\n".join(cost_section([result("resnet", 43e6, 800.0), result("resnext", 42e6, 810.0)]))
     assert "follows the MACs" in same
+
+
+def test_the_headline_names_the_ranking_at_every_other_budget() -> None:
+    line = budget_headline(results(), Runs(curve_runs()), PARAMS)[0]
+    assert "at 2 epochs VGG-11 > ResNet-18 > ResNeXt-20; at 8 epochs ResNeXt-20 > VGG-11 > ResNet-18" in line
+    assert "**The ranking depends on the training budget.**" in line
+    assert budget_headline(results(), Runs([r for r in curve_runs() if r["epochs"] == 4]), PARAMS) == []

@@ -428,6 +428,21 @@ def budget_section(results: Sequence[FamilyResult], runs: Runs, params: Params, 
     return lines + budget_verdict(local, names, tta)
 
 
+def budget_headline(results: Sequence[FamilyResult], runs: Runs, params: Params) -> list[str]:
+    """The ranking at every other budget measured, for the Discussion's headline (empty without other budgets)."""
+    names = {r.family: r.name for r in results}
+    here = _machine(results[0])
+    points = [p for p in budget_points(runs, params) if p.family in names and p.machine == here]
+    others = [r for r in budget.ranks(points, params.evaluate.rank_by == "tta") if r.epochs != params.train.epochs]
+    if not others:
+        return []
+    flips = budget.crossings(budget.ranks(points, params.evaluate.rank_by == "tta"))
+    return ["Other budgets (\"Accuracy against training budget\"): " + "; ".join(
+        f"at {r.epochs} epochs " + " > ".join(names[p.family] for p in r.order) for r in others) + ". "
+        + ("**The ranking depends on the training budget.**" if flips else
+           "The ranking is the same at every budget measured."), ""]
+
+
 def budget_verdict(points: Sequence[BudgetPoint], names: dict[str, str], tta: bool) -> list[str]:
     """In words: the best family at each budget, where the ranking changes, the Pareto front, time to targets."""
     score = "TTA" if tta else "single-view"
@@ -537,6 +552,7 @@ def render(results: Sequence[FamilyResult], params: Params, cache: Cache | None,
          "ResNeXt's cardinality and grouped convolutions show in its size, cost and accuracy against ResNet and "
          "VGG; and what the training curves say about over- or under-fitting, early stopping, volatility and time.",
          "", "### Ranking and significance", "", *discussion.ranking(results, pairs, params.train.epochs), "",
+         *budget_headline(results, runs, params),
          *discussion.significance_table(pairs), "",
          *seed_discussion(results, runs, params),
          "### Accuracy per parameter and per MAC", "", *discussion.efficiency(results), "",
