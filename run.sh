@@ -34,6 +34,7 @@ case "$cmd" in
   setup) setup ;;
   repro)
     setup
+    python -m convbench.stages.fetch --track   # the archive, DVC-tracked so that DVC's queue gets it too
     python -m convbench.tracking
     dvc repro "$@"
     ;;

@@ -23,7 +23,7 @@ from imagezips import make_image_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("vgg", "resnet", "resnext")
-ALL_STAGES = {"fetch", "unzip", "cache", "split", "runs", "report", *(f"{s}@{f}" for s in ("train", "evaluate") for f in FAMILIES)}
+ALL_STAGES = {"unzip", "cache", "split", "runs", "report", *(f"{s}@{f}" for s in ("train", "evaluate") for f in FAMILIES)}
 
 TINY_PARAMS = {
     "data": {"archive": "data/tiny.zip", "image_size": 32, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 1},

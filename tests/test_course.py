@@ -233,7 +233,7 @@ def test_recipe_errors_are_one_line() -> None:
     recipe = load_recipe("course", ROOT)
     with pytest.raises(ConfigError, match=r"run 1: resnext\.layout: 'wide' is not one of"):
         check(recipe, base, {"resnext.layout": "wide"})
-    with pytest.raises(ConfigError, match="known recipes: course"):
+    with pytest.raises(ConfigError, match="known recipes: budget, cardinality, course, long"):
         load_recipe("nope", ROOT)
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_override("data.archive")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +16,7 @@ from PIL import Image
 
 from convbench.data import fetch
 from convbench.data.cache import build_cache
-from convbench.data.fetch import SOURCE_ENV, ensure_archive, write_class_zip
+from convbench.data.fetch import SOURCE_ENV, ensure_archive, track_archive, write_class_zip
 from convbench.data.unzip import unzip_archive
 from convbench.errors import ConvbenchError
 from convbench.params import DataParams
@@ -151,3 +153,18 @@ def test_fetch_stage_main(downloads, local_zip, capsys):
     assert fetch_stage.main(["--from", str(local_zip)]) == 0
     assert DEFAULT.read_bytes() == local_zip.read_bytes()
     assert "ready" in capsys.readouterr().out
+
+
+def test_track_archive_dvc_adds_it_once_and_stages_its_dvc_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `./run.sh repro` does before `dvc repro`, so that DVC's queue gets the archive from the cache."""
+    monkeypatch.chdir(tmp_path)
+    archive = Path("data/own.zip")
+    archive.parent.mkdir()
+    archive.write_bytes(b"zip bytes")
+    assert "not DVC-tracked (not a git repository)" in track_archive(archive)
+    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(command, check=True)
+    assert track_archive(archive).startswith("dvc add data/own.zip")
+    staged = subprocess.run(["git", "diff", "--cached", "--name-only"], capture_output=True, text=True).stdout
+    assert "data/own.zip.dvc" in staged.split()
+    assert track_archive(archive) == "data/own.zip is DVC-tracked (data/own.zip.dvc)"

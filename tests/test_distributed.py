@@ -26,7 +26,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PARAMS = {
     "data": {"image_size": 32},
     "train": {"epochs": 3, "batch_size": 16, "eval_batch_size": 64, "lr": 0.02, "warmup_fraction": 0.17,
-              "precision": "fp32", "channels_last": "off", "threads": 1, "cutout": 4},
+              "precision": "fp32", "channels_last": "off", "threads": 1, "cutout": 4, "whiten": 0},
     "vgg": {"depth": 11, "config": "A", "batch_norm": False, "width": 0.125},
 }
 

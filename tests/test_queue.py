@@ -1,9 +1,10 @@
-"""DVC's queue on the default data layout, and the budget study it feeds: two queued budgets of a tiny project,
-then the report's "Accuracy against training budget" section (its table, figure and verdict)."""
+"""DVC's queue on a project set up as `./run.sh repro` sets it up, and the budget study it feeds: two queued budgets
+of a tiny project, then the report's "Accuracy against training budget" section (its table, figure and verdict)."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,8 +28,13 @@ def wait_for_queue(base: Path, env: dict[str, str], timeout: float = 900) -> str
 def test_queued_budgets_reach_the_budget_section(tmp_path: Path, reproduced_project: Path) -> None:
     base = tmp_path / "project"
     env = copy_project(reproduced_project, base)
-    # The archive is not in git: the queue's temporary copy gets it from DVC's cache (the fetch stage's output).
-    assert "tiny.zip" not in run(["git", "ls-files", "data"], base, env)
+    # What `./run.sh repro` does first: the archive becomes DVC-tracked, so the queue's temporary copy (which holds
+    # only what git or DVC track) checks it out from the cache.
+    tracked = run([sys.executable, "-m", "convbench.stages.fetch", "--track"], base,
+                  {**env, "PYTHONPATH": str(base / "src")})
+    assert "dvc add data/tiny.zip" in tracked, tracked
+    run(["git", "commit", "-q", "-m", "track the archive"], base, env)
+    assert run(["git", "ls-files", "data"], base, env).split() == ["data/tiny.zip.dvc"]
     for epochs in (1, 3):
         run(["dvc", "exp", "run", "--queue", "-S", f"train.epochs={epochs}"], base, env)
     run(["dvc", "queue", "start", "-j", "1"], base, env)

@@ -139,7 +139,7 @@ def test_evaluate_and_report_spool_when_the_server_goes_away_mid_stage(
     flaky = _down(monkeypatch, sqlite_store)
 
     metrics = {"params": 1000, "macs": 5000, "test": {"accuracy": 0.75, "loss": 0.5}, "val": {"accuracy": 0.7},
-               "inference": {"images_per_second": 123.0}}
+               "inference": {"images_per_second": 123.0}, "machine": {"machine.cpu": "Test CPU"}}
     evaluated = log_evaluation("resnet", metrics, None, out, {"family": "resnet", "train.lr": "0.1"})
     reported = log_report(report, out / "figures", {"resnet_test_accuracy": 0.75})
     assert evaluated and reported
@@ -152,6 +152,7 @@ def test_evaluate_and_report_spool_when_the_server_goes_away_mid_stage(
     run = sqlite_store.get_run(evaluated)
     assert run.data.metrics["test_accuracy"] == 0.75 and run.data.params["train.lr"] == "0.1"
     assert "evaluation_only" in run.data.tags and run.info.status == "FINISHED"
+    assert run.data.tags["evaluate.machine.cpu"] == "Test CPU"  # what evaluated it
     assert {a.path for a in sqlite_store.list_artifacts(evaluated, "eval")} == {"eval/confusion.json", "eval/figures"}
     assert {a.path for a in sqlite_store.list_artifacts(reported)} >= {"comparison.md", "figures"}
 

@@ -15,6 +15,12 @@ JPEG copy) may be lossy; a download never is.
 An explicit ``source`` (``python -m convbench.stages.fetch --from PATH``) is copied to
 ``data.archive`` whatever its name. Any other missing archive is one error line that
 says how to provide it.
+
+:func:`track_archive` then makes the archive a DVC-tracked file (``dvc add``, the
+``.dvc`` file staged in git), so DVC's queue, whose temporary copies hold only what git
+or DVC track, checks it out from the cache. The archive stays a plain dependency of the
+``unzip`` stage, never a stage output: ``dvc exp run`` deletes outputs its lock file has
+no hash for, and a user's own zip must never be deleted.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -115,3 +123,24 @@ def ensure_archive(data: DataParams, source: Path | None = None) -> Path:
     except (OSError, RuntimeError) as exc:
         reason = " ".join(str(exc).split())
         raise ConvbenchError(f"{archive}: CIFAR-10 download failed ({reason}); offline, {HOW_TO}") from None
+
+
+def track_archive(archive: Path) -> str:
+    """DVC-track ``archive`` (``dvc add``, then ``git add`` of its ``.dvc`` file) unless it already is; say what was done.
+
+    Run from the project root. An archive under a ``.dvc`` file is left alone, and so is a project that is not a
+    git repository (DVC's queue needs one anyway).
+    """
+    tracker = archive.with_name(archive.name + ".dvc")
+    if tracker.is_file():
+        return f"{archive} is DVC-tracked ({tracker})"
+    if not Path(".git").exists():
+        return f"{archive} is not DVC-tracked (not a git repository)"
+    # DVC from this interpreter: the one convbench is installed in, whatever PATH says
+    for command in ([sys.executable, "-m", "dvc", "add", "--quiet", str(archive)], ["git", "add", str(tracker)]):
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            reason = (done.stderr.strip() or done.stdout.strip()).splitlines()
+            raise ConvbenchError(f"`{' '.join(command[-4:])}` failed: {reason[-1] if reason else done.returncode}")
+    return (f"dvc add {archive}: DVC caches it, so queued experiments get it; commit {tracker} "
+            f"(`git commit {tracker}`) to keep it")

@@ -1,6 +1,8 @@
-"""Stage ``fetch``: make sure ``data.archive`` exists (copy a local CIFAR-10 zip or download it).
+"""``fetch``: make sure ``data.archive`` exists (copy a local CIFAR-10 zip or download it); ``--track`` DVC-tracks it.
 
-    python -m convbench.stages.fetch [--from PATH]
+    python -m convbench.stages.fetch [--from PATH] [--track]
+
+``./run.sh repro`` runs it with ``--track`` before ``dvc repro``.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convbench.data.fetch import ensure_archive
+from convbench.data.fetch import ensure_archive, track_archive
 from convbench.errors import run_stage
 from convbench.params import load_params
 
@@ -18,11 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--from", dest="source", metavar="PATH", type=Path, help="a local dataset zip to copy to data.archive"
     )
+    parser.add_argument("--track", action="store_true",
+                        help="DVC-track the archive (dvc add; git add of its .dvc file) unless it already is")
     args = parser.parse_args(argv)
 
     def body() -> None:
         archive = ensure_archive(load_params().data, args.source)
         print(f"fetch: {archive} ready ({archive.stat().st_size / 2**20:.1f} MiB)")
+        if args.track:
+            print(f"fetch: {track_archive(archive)}")
 
     return run_stage("fetch", body)
 
