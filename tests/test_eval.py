@@ -16,7 +16,8 @@ from convbench.evaluation.evaluate import (EvalSettings, SplitScores, convolutio
                                            measure_speed, score_split, split_metrics)
 from convbench.evaluation.provenance import dataset_hash
 from convbench.params import parse_params
-from convbench.training.augment import Normalizer, translate, tta_views
+from convbench.evaluation.tta import translate, tta_views
+from convbench.training.augment import Normalizer
 from convbench.training.device import Runtime
 
 

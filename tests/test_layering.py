@@ -117,6 +117,35 @@ def test_data_stages_import_no_models_training_or_evaluation() -> None:
         assert not heavy, f"{stage} imports {rel(set(heavy))}"
 
 
+def test_data_stages_read_only_the_data_params() -> None:
+    """A model's formula or section can change without re-running unzip, cache and split."""
+    for stage in DATA_STAGES:
+        modules = closure(f"convbench.stages.{stage}")
+        assert PACKAGE / "families.py" not in modules and PACKAGE / "params.py" not in modules, stage
+
+
+def imports_of(package: str) -> set[str]:
+    """Every ``convbench`` module that some module of ``package`` imports directly."""
+    return {n for p in (PACKAGE / package).rglob("*.py") for n in direct_imports(p)}
+
+
+def test_layers_only_point_down() -> None:
+    """Tracking replays a model without training; training never reaches into evaluation or tracking's callers."""
+    assert not {n for n in imports_of("tracking") if n.startswith("convbench.training")}
+    assert not {n for n in imports_of("training") if n.startswith("convbench.evaluation")}
+    assert not {n for n in imports_of("models") if n.startswith(("convbench.training", "convbench.evaluation"))}
+
+
+def test_the_file_helpers_need_no_torch() -> None:
+    """Atomic writes and JSON are used by every layer; importing them must not import torch."""
+    for module in (PACKAGE / "files.py", PACKAGE / "data" / "params.py", PACKAGE / "config.py"):
+        tree = ast.parse(module.read_text())
+        imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert "torch" not in imported, module
+        assert not {n for n in direct_imports(module) if n.startswith(("convbench.data.format", "convbench.models"))}
+
+
 def test_no_library_module_imports_the_entry_points() -> None:
     entry = {"convbench.cli"} | {module_name(p) for p in (PACKAGE / "stages").glob("*.py")}
     offenders = []

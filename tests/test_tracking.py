@@ -16,7 +16,7 @@ from convbench.evaluation.report import log_report
 from convbench.models import create_model
 from convbench.tracking import runlog, store
 from convbench.tracking.runlog import RunLogger, Spool, is_outage, spool_root, sync
-from convbench.training.weights import save_trained
+from convbench.models.weights import save_trained
 from synthetic import synthetic_cache, synthetic_split
 from flaky import FlakyClient
 

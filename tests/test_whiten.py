@@ -15,7 +15,7 @@ from convbench.models import create_model, summarize
 from convbench.models.whiten import WhitenedStem, patch_whitening, whiten_stem
 from convbench.params import TrainParams
 from convbench.paths import Layout
-from convbench.training import load_trained
+from convbench.models.weights import load_trained
 from convbench.training.augment import Normalizer
 from synthetic import write_params, write_synthetic_project
 from trainstage import TINY, stage

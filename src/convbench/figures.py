@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from convbench.data.format import atomic_write_bytes
+from convbench.files import atomic_write_bytes
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 _ANNOTATE_MAX_CLASSES = 12

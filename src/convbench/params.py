@@ -15,40 +15,8 @@ from typing import Any, Literal
 import yaml
 
 from convbench.config import ConfigError, flatten, parse_section, require, to_dict
+from convbench.data.params import DataParams
 from convbench.families import FAMILIES, FamilyConfig, model_config
-
-
-@dataclass(frozen=True)
-class DataParams:
-    """Where the images come from and how they are cached and split."""
-
-    archive: str = "data/cifar10.zip"
-    image_size: int = 32
-    val_fraction: float = 0.1
-    test_fraction: float = 0.15
-    seed: int = 42
-    max_per_class: int = 0
-    stratify: bool = True
-    max_files: int = 500_000
-    max_bytes: int = 8 * 2**30
-    max_ratio: float = 100.0
-    max_file_bytes: int = 268_435_456
-
-    def __post_init__(self) -> None:
-        require(bool(self.archive), "archive", "must name a .zip file")
-        require(8 <= self.image_size <= 1024, "image_size", f"must be in 8..1024, got {self.image_size}")
-        require(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
-        require(0.0 <= self.test_fraction < 1.0, "test_fraction", f"must be in [0, 1), got {self.test_fraction}")
-        require(
-            self.val_fraction + self.test_fraction < 1.0,
-            "val_fraction",
-            "val_fraction + test_fraction must leave some training images",
-        )
-        require(self.max_per_class >= 0, "max_per_class", "must be 0 (all) or a positive count")
-        require(self.max_files > 0, "max_files", "must be positive")
-        require(self.max_bytes > 0, "max_bytes", "must be positive")
-        require(self.max_ratio >= 1, "max_ratio", f"must be at least 1 (uncompressed/compressed), got {self.max_ratio}")
-        require(self.max_file_bytes > 0, "max_file_bytes", "must be positive")
 
 
 @dataclass(frozen=True)
@@ -112,7 +80,7 @@ class EvalParams:
 
     Single-view scores are always computed (every run in the studies has them);
     ``tta`` adds the logits averaged over mirrored and shifted views
-    (:func:`convbench.training.augment.tta_views`).
+    (:func:`convbench.evaluation.tta.tta_views`).
     """
 
     tta: Literal["none", "flip", "flip_translate"] = "flip_translate"

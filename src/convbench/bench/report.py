@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from convbench.data.format import atomic_write_bytes, write_json
+from convbench.files import atomic_write_bytes, write_json
 
 NOISY_CORES = 0.1
 """Other processes using more than this many cores on average make the run noisy."""

@@ -39,9 +39,9 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from convbench.data.format import atomic_path
+from convbench.files import atomic_path
 from convbench.errors import ConvbenchError
-from convbench.params import DataParams
+from convbench.data.params import DataParams
 
 DEFAULT_ARCHIVE = Path(DataParams.archive)
 SOURCE_ENV = "CONVBENCH_CIFAR10_ZIP"

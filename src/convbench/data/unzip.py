@@ -42,9 +42,10 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from convbench.data.format import ORIGINS, write_json
+from convbench.data.format import ORIGINS
+from convbench.files import write_json
 from convbench.errors import ConvbenchError
-from convbench.params import DataParams
+from convbench.data.params import DataParams
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}

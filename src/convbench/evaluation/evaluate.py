@@ -25,15 +25,17 @@ from tqdm import tqdm
 
 from convbench import figures
 from convbench.config import to_dict
-from convbench.data.format import Cache, atomic_write_bytes, load_cache, load_split, write_json
+from convbench.data.format import Cache, load_cache, load_split
+from convbench.files import atomic_write_bytes, write_json
 from convbench.errors import ConvbenchError
 from convbench.evaluation.results import read_json
 from convbench.evaluation.stats import bootstrap_ci
 from convbench.models import model_config
 from convbench.params import Params
 from convbench.paths import Layout
-from convbench.training import load_trained
-from convbench.training.augment import Normalizer, tta_views
+from convbench.models.weights import load_trained
+from convbench.evaluation.tta import tta_views
+from convbench.training.augment import Normalizer
 from convbench.training.device import Runtime, machine_tags, resolve_runtime, timed
 
 

@@ -72,7 +72,7 @@ def classify(paths: Sequence[str | Path], logits_of: Callable[[torch.Tensor], An
 
 def weights_predictor(path: Path) -> tuple[Callable[[torch.Tensor], Any], dict[str, Any]]:
     """A trained ``models/<family>.pt``: fp32 on the CPU, plus its preprocessing metadata."""
-    from convbench.training import load_trained
+    from convbench.models.weights import load_trained
 
     model, meta = load_trained(path)
 

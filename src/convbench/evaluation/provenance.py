@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from convbench.config import to_dict
-from convbench.params import DataParams, EvalParams, Params, TrainParams
+from convbench.data.params import DataParams
+from convbench.params import EvalParams, Params, TrainParams
 from convbench.paths import git_head
 
 

@@ -20,7 +20,8 @@ import torch
 
 from convbench import figures
 from convbench.config import to_dict
-from convbench.data.format import Cache, atomic_write_bytes, load_cache
+from convbench.data.format import Cache, load_cache
+from convbench.files import atomic_write_bytes
 from convbench.evaluation import budget, discussion, provenance
 from convbench.evaluation import markdown as md
 from convbench.evaluation.results import FamilyResult, load_results
@@ -471,8 +472,8 @@ def budget_verdict(points: Sequence[BudgetPoint], names: dict[str, str], tta: bo
     by_family = {f: [p for p in points if p.family == f] for f in families}
     lowest_best = min(max(p.accuracy(tta).mean for p in by_family[f]) for f in families)
     targets = sorted({*BUDGET_TARGETS, round(lowest_best, 4)})
-    rows = [[names[f], *(md.seconds(budget.seconds_to(by_family[f], t, tta)) if budget.seconds_to(
-        by_family[f], t, tta) is not None else "not reached" for t in targets)] for f in families]
+    reach = {f: [budget.seconds_to(by_family[f], t, tta) for t in targets] for f in families}
+    rows = [[names[f], *(md.seconds(s) if s is not None else "not reached" for s in reach[f])] for f in families]
     lines += [md.table(["Seconds to reach", *(md.pct(t) + (" (lowest family's best)" if t == round(lowest_best, 4)
                                                          else "") for t in targets)], rows), "",
               "Read off each family's line: linear between measured budgets in log time; a target below the "

@@ -9,7 +9,7 @@ from convbench.data.cache import build_cache
 from convbench.data.dataset_report import write_dataset_report
 from convbench.data.format import save_cache
 from convbench.errors import run_stage
-from convbench.params import load_params
+from convbench.data.params import load_data_params
 from convbench.paths import Layout
 
 
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
 
     def body() -> None:
-        data = load_params().data
+        data = load_data_params()
         layout = Layout()
         start = time.perf_counter()
         cache = build_cache(layout.images, layout.unzip_manifest, data.image_size)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from convbench.data.fetch import ensure_archive, track_archive
 from convbench.errors import run_stage
-from convbench.params import load_params
+from convbench.data.params import load_data_params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        archive = ensure_archive(load_params().data, args.source)
+        archive = ensure_archive(load_data_params(), args.source)
         print(f"fetch: {archive} ready ({archive.stat().st_size / 2**20:.1f} MiB)")
         if args.track:
             print(f"fetch: {track_archive(archive)}")

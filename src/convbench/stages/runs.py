@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         if known is not None and stamp.is_file() and stamp.read_text() == known:
             print(f"runs: the MLflow store is unchanged since the last query -> {path} kept")
             return
-        from convbench.data.format import atomic_write_bytes
+        from convbench.files import atomic_write_bytes
         from convbench.evaluation.studies import collect, encode_runs
 
         runs = collect(uri, params)

@@ -7,7 +7,7 @@ import argparse
 from convbench.data.format import load_cache, save_split
 from convbench.data.split import describe_split, make_split
 from convbench.errors import ConvbenchError, run_stage
-from convbench.params import load_params
+from convbench.data.params import load_data_params
 from convbench.paths import Layout
 
 
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
 
     def body() -> None:
-        data = load_params().data
+        data = load_data_params()
         layout = Layout()
         try:
             cache = load_cache(layout.cache)

@@ -10,7 +10,7 @@ import argparse
 from convbench.data.fetch import ensure_archive
 from convbench.data.unzip import format_listing, unzip_archive
 from convbench.errors import run_stage
-from convbench.params import load_params
+from convbench.data.params import load_data_params
 from convbench.paths import Layout
 
 
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
 
     def body() -> None:
-        data = load_params().data
+        data = load_data_params()
         layout = Layout()
         archive = ensure_archive(data)
         plan = unzip_archive(

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy
 
 from convbench.errors import ConvbenchError
+from convbench.files import atomic_write_bytes
 from convbench.paths import project_root
 from convbench.tracking import store
 
@@ -100,8 +101,6 @@ class Spool:
 
     def drop_first(self, count: int) -> None:
         """Forget the first ``count`` records (sent); remove the whole spool when none is left."""
-        from convbench.data.format import atomic_write_bytes  # imports torch: only when needed
-
         self.records = self.records[count:]
         if not self.records:
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -189,7 +188,7 @@ def _send_model(client: MlflowClient, run_id: str, call: Call) -> None:
     """
     import mlflow
 
-    from convbench.training.weights import load_trained
+    from convbench.models.weights import load_trained
 
     name = store.registered_name(call["family"])
     if client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):

@@ -1,9 +1,5 @@
-"""Training: the resumable loop, batched augmentation, device/precision choice, and the trained-model file.
+"""Training: the resumable loop, batched augmentation and device/precision choice.
 
-``train_family`` (in :mod:`.run`) is the train stage; :func:`load_trained`
-rebuilds a trained model for evaluation and prediction.
+``train_family`` (in :mod:`.run`) is the train stage; it writes the trained-model file of
+:mod:`convbench.models.weights`, which evaluation, prediction and tracking read without importing training.
 """
-
-from convbench.training.weights import load_trained
-
-__all__ = ["load_trained"]

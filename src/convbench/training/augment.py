@@ -27,7 +27,7 @@ def _draw(sample: Callable[[int], torch.Tensor], n: int, part: Part | None) -> t
     return sample(total)[..., offset : offset + n]
 
 
-def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
+def reflect_index(index: torch.Tensor, size: int) -> torch.Tensor:
     """Map indices in ``[-size+1, 2*size-2]`` into ``[0, size)`` by mirror reflection (no edge repeat)."""
     index = index.abs()
     return torch.where(index >= size, 2 * (size - 1) - index, index)
@@ -48,8 +48,8 @@ def random_crop(
     if padding >= min(h, w):
         raise ValueError(f"crop padding {padding} must be smaller than the image side {min(h, w)}")
     shift = _draw(lambda k: torch.randint(-padding, padding + 1, (2, k), generator=generator), n, part).to(x.device)
-    rows = _reflect(shift[0, :, None] + torch.arange(h, device=x.device), h)
-    cols = _reflect(shift[1, :, None] + torch.arange(w, device=x.device), w)
+    rows = reflect_index(shift[0, :, None] + torch.arange(h, device=x.device), h)
+    cols = reflect_index(shift[1, :, None] + torch.arange(w, device=x.device), w)
     x = x.gather(2, rows[:, None, :, None].expand(n, c, h, w))
     return x.gather(3, cols[:, None, None, :].expand(n, c, h, w))
 
@@ -96,34 +96,6 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator, part: Part | 
     in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)
     in_cols = (cols >= left[:, None]) & (cols < left[:, None] + size)
     return x.masked_fill(in_rows[:, None, :, None] & in_cols[:, None, None, :], 0)
-
-
-def translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """Shift every image by ``(dy, dx)`` pixels, mirroring at the borders (a fixed :func:`random_crop`).
-
-    Output pixel ``(i, j)`` is input pixel ``(i + dy, j + dx)`` reflected into the image.
-    """
-    if dy == 0 and dx == 0:
-        return x
-    h, w = x.shape[-2:]
-    rows = _reflect(dy + torch.arange(h, device=x.device), h)
-    cols = _reflect(dx + torch.arange(w, device=x.device), w)
-    return x.index_select(2, rows).index_select(3, cols)
-
-
-TTA_SHIFTS: dict[str, tuple[tuple[int, int], ...]] = {
-    "none": ((0, 0),), "flip": ((0, 0),), "flip_translate": ((0, 0), (-1, -1), (1, 1)),
-}
-"""Shifts of each test-time augmentation mode; every mode but ``none`` also mirrors each shifted view.
-The six views of ``flip_translate`` are airbench94's: mirror x {no shift, (-1, -1), (+1, +1)}."""
-
-
-def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
-    """The views whose logits test-time augmentation averages; the first is always ``x`` itself."""
-    shifted = [translate(x, dy, dx) for dy, dx in TTA_SHIFTS[mode]]
-    if mode == "none":
-        return shifted
-    return [view for s in shifted for view in (s, s.flip(3))]
 
 
 class Normalizer:

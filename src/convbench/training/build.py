@@ -20,7 +20,7 @@ def build_untrained(config: FamilyConfig, whiten: int, cache: Cache, split: dict
 
     The train stage and the GPU check both build through here, so the check
     times the network the pipeline trains, the one
-    :func:`~convbench.training.weights.load_trained` rebuilds from its file.
+    :func:`~convbench.models.weights.load_trained` rebuilds from its file.
     """
     model = create_model(config, cache.num_classes)
     if whiten:

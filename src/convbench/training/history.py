@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from convbench.data.format import atomic_write_bytes
+from convbench.files import atomic_write_bytes
 from convbench.training.loop import HISTORY_COLUMNS
 
 

@@ -17,7 +17,8 @@ import torch
 
 from convbench import figures
 from convbench.config import ConfigError, to_dict
-from convbench.data.format import Cache, load_cache, load_split, write_json
+from convbench.data.format import Cache, load_cache, load_split
+from convbench.files import write_json
 from convbench.errors import ConvbenchError
 from convbench.families import FAMILIES
 from convbench.models import summarize
@@ -32,7 +33,7 @@ from convbench.training.checkpoint import fingerprint, load_checkpoint, save_che
 from convbench.training.device import Runtime, machine_tags, resolve_runtime
 from convbench.training.history import write_history_csv
 from convbench.training.loop import FitResult, Trainer
-from convbench.training.weights import save_trained
+from convbench.models.weights import save_trained
 
 def check_family(family: str) -> None:
     """Fail with the list of valid families (the stage's only argument)."""
