@@ -1,0 +1,28 @@
+"""``convbench <command>``: an argparse program whose commands reach their modules' own parsers."""
+
+from __future__ import annotations
+
+import pytest
+
+from convbench import cli
+
+
+def test_every_command_runs_its_module_with_the_remaining_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["recipe"]) == 0  # `convbench recipe` lists the recipes
+    assert "budget" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "--help"])  # the train stage's own parser answers
+    assert exit_.value.code == 0 and "family" in capsys.readouterr().out
+
+
+def test_an_unknown_command_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["nope"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid choice: 'nope'" in err
+
+
+def test_no_command_prints_the_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in cli.COMMANDS)
