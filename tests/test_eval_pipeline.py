@@ -17,6 +17,7 @@ import yaml
 
 from convbench.evaluation import markdown as md
 from convbench.paths import Layout
+from mdtables import summary_cells
 from synthetic import write_params, write_synthetic_project
 
 pytestmark = pytest.mark.slow  # end to end: DVC, torchrun, servers or the benchmark
@@ -65,27 +66,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     torch.set_num_threads(threads)
 
 
-def summary_rows(text: str) -> tuple[list[str], dict[str, list[str]]]:
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| Model | Val loss"))
-    columns = [c.strip() for c in lines[start].strip("|").split("|")][1:]
-    rows = {}
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
-        rows[cells[0]] = cells[1:]
-    return columns, rows
-
-
 def test_report_matches_the_metrics_files_and_links_existing_images(project: Path) -> None:
     text = (project / "reports" / "comparison.md").read_text()
-    columns, rows = summary_rows(text)
+    rows = summary_cells(text)
     names = {"vgg": "VGG-11", "resnet": "ResNet-18", "resnext": "ResNeXt-29 2×16d"}
     assert set(rows) == set(names.values())
     for family, name in names.items():
         metrics = json.loads(Layout(project).metrics(family).read_text())
-        cell = dict(zip(columns, rows[name]))
+        cell = rows[name]
         assert cell["Test acc"] == md.pct(metrics["test"]["accuracy"])
         assert cell["Val acc"] == md.pct(metrics["val"]["accuracy"])
         assert cell["Test loss"] == md.loss(metrics["test"]["loss"])
@@ -162,7 +150,7 @@ def test_restored_outputs_without_the_training_run_or_a_reachable_store(
     assert "not logged to MLflow" in err
     after = (copy / "reports" / "comparison.md").read_text()
     assert "MLflow runs could not be read: MLflow tracking server http://127.0.0.1:9 is not reachable" in after
-    assert summary_rows(after)[1]["ResNet-18"] == summary_rows(before)[1]["ResNet-18"]
+    assert summary_cells(after)["ResNet-18"] == summary_cells(before)["ResNet-18"]
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'fresh.db'}")  # a store without the runs
     run("convbench.stages.evaluate", "resnext")

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from convbench.data.format import Cache, save_cache, write_json
+from convbench.data.format import Cache, save_cache
+from convbench.files import write_json
 from convbench.errors import ConvbenchError
 from convbench.evaluation import markdown as md
 from convbench.evaluation.evaluate import SplitScores, split_metrics, write_eval_dir
@@ -22,6 +23,7 @@ from convbench.evaluation.studies import Runs
 from convbench.config import to_dict
 from convbench.params import parse_params
 from convbench.paths import Layout
+from mdtables import summary_cells, table
 
 CLASSES = ["cat", "dog", "car"]
 N_IMAGES = 120
@@ -135,15 +137,7 @@ def build(base: Path, runs: Runs = Runs([], "MLflow not used in this test"), **k
 
 def table_rows(text: str, first_header: str) -> dict[str, list[str]]:
     """The rows of the pipe table whose first header cell is ``first_header``, keyed by first cell."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
-    rows = {}
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        rows[cells[0]] = cells[1:]
-    return rows
+    return table(text, first_header)[1]
 
 
 @pytest.fixture(scope="module")
@@ -161,12 +155,11 @@ def default(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[s
 
 def test_summary_table_has_a_row_per_model_with_the_metrics_numbers(default: tuple) -> None:
     _, text, metrics = default
-    header = next(line for line in text.splitlines() if line.startswith("| Model |"))
-    columns = [c.strip() for c in header.strip("|").split("|")][1:]
-    rows = table_rows(text, "Model")
+    rows = summary_cells(text)
     assert set(rows) == set(NAMES.values())
+    assert len(table(text, "Model")[0]) <= 9  # the columns a reader compares; the rest are details
     for family, name in NAMES.items():
-        cell = dict(zip(columns, (c.strip("*") for c in rows[name])))
+        cell = rows[name]
         m = metrics[family]
         assert cell["Test acc"] == md.pct(m["test"]["accuracy"])
         assert cell["Val acc"] == md.pct(m["val"]["accuracy"])
@@ -196,11 +189,8 @@ def test_summary_says_whether_the_models_cost_the_same(default: tuple, tmp_path:
 def test_time_to_accuracy_column_and_figure(default: tuple) -> None:
     """Threshold: lowest final val accuracy (VGG 72 %) minus 2 points; each model first reaches 70 % at epoch 2."""
     base, text, _ = default
-    header = next(line for line in text.splitlines() if line.startswith("| Model |"))
-    columns = [c.strip() for c in header.strip("|").split("|")][1:]
-    rows = table_rows(text, "Model")
-    reach = {family: dict(zip(columns, (c.strip("*") for c in rows[name])))["Time to 70.0 % val"]
-             for family, name in NAMES.items()}
+    rows = summary_cells(text)
+    reach = {family: rows[name]["Time to 70.0 % val"] for family, name in NAMES.items()}
     assert reach == {"vgg": "15.0 s", "resnet": "20.0 s", "resnext": "40.0 s"}  # 2 of 4 epochs of 30, 40, 80 s
     assert "## Time to accuracy" in text and f"**{NAMES['vgg']}** got there first (15.0 s)" in text
     assert (base / "reports" / "figures" / "time_to_accuracy.png").stat().st_size > 0
@@ -214,12 +204,10 @@ def test_seconds_to_reach_is_none_when_never_reached() -> None:
 
 def test_best_values_are_bold_with_the_right_direction(default: tuple) -> None:
     text = default[1]
-    header = next(line for line in text.splitlines() if line.startswith("| Model |"))
-    columns = [c.strip() for c in header.strip("|").split("|")][1:]
-    rows = table_rows(text, "Model")
+    rows = summary_cells(text, bold=True)
 
     def bold(name: str, column: str) -> bool:
-        return rows[name][columns.index(column)].startswith("**")
+        return rows[name][column].startswith("**")
 
     assert bold(NAMES["resnext"], "Test acc") and not bold(NAMES["vgg"], "Test acc")
     assert bold(NAMES["resnext"], "Test loss")  # lowest loss
@@ -227,7 +215,7 @@ def test_best_values_are_bold_with_the_right_direction(default: tuple) -> None:
     assert bold(NAMES["resnet"], "MACs") and not bold(NAMES["resnext"], "MACs")  # fewest MACs
     assert bold(NAMES["vgg"], "Train time")  # shortest
     assert bold(NAMES["resnet"], "Infer img/s") and bold(NAMES["resnet"], "Latency ms")
-    assert not any(cell.startswith("**") for r in rows.values() for cell in [r[columns.index("95 % CI")]])
+    assert not any(r["95 % CI"].startswith("**") for r in rows.values())
 
 
 def test_pairwise_mcnemar_counts_and_p_values(default: tuple) -> None:
@@ -266,11 +254,9 @@ def test_ranked_by_tta_uses_the_tta_predictions_everywhere(tmp_path: Path) -> No
     metrics = make_project(tmp_path, tta_hits=tta)
     path, _ = write_report(parse_params(SECTIONS), Runs([], "MLflow not used in this test"), Layout(tmp_path))
     text = path.read_text()
-    header = next(line for line in text.splitlines() if line.startswith("| Model |"))
-    columns = [c.strip() for c in header.strip("|").split("|")][1:]
-    rows = table_rows(text, "Model")
+    rows = summary_cells(text)
     for family, name in NAMES.items():
-        cell = dict(zip(columns, (c.strip("*") for c in rows[name])))
+        cell = rows[name]
         assert cell["Test acc"] == md.pct(metrics[family]["test"]["accuracy"])
         assert cell["TTA acc"] == md.pct(metrics[family]["test_tta"]["accuracy"])
         assert cell["TTA loss"] == md.loss(metrics[family]["test_tta"]["loss"])
@@ -365,7 +351,7 @@ def test_seed_section_aggregates_seeds_and_pairs_them(tmp_path: Path) -> None:
     single = build(tmp_path / "one", Runs([mlflow_run(f, 0, 0.8) for f in ("vgg", "resnet", "resnext")]))
     assert "Every model has been trained with one seed only" in single
     assert "Each model was trained with one seed here" in single
-    assert all(row[5] == "1" for row in table_rows(single, "Model").values())
+    assert all(row["Seeds"] == "1" for row in summary_cells(single).values())
 
     accs = {"vgg": (0.80, 0.82, 0.81), "resnet": (0.84, 0.85, 0.86), "resnext": (0.83, 0.86, 0.82)}
     runs = [mlflow_run(f, seed, a) for f, values in accs.items() for seed, a in enumerate(values)]
@@ -386,8 +372,7 @@ def test_seed_section_aggregates_seeds_and_pairs_them(tmp_path: Path) -> None:
             "**an architecture difference at this recipe and 4 epochs**.") in text
     assert "- ResNet-18 over ResNeXt-29 8×16d: ahead in 2 of 3 seeds" in text
     assert pairs["VGG-11 vs ResNeXt-29 8×16d"][4] == "same order, not significant"  # 3 of 3, p = 0.094
-    summary = table_rows(text, "Model")  # the first "Model" table is the summary: its Seeds column says 3
-    assert summary["VGG-11"][5] == "3"
+    assert summary_cells(text)["VGG-11"]["Seeds"] == "3"
 
 
 def test_footer_lists_changed_params_and_dataset_hash(default: tuple) -> None:

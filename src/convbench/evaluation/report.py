@@ -71,55 +71,64 @@ def seconds_to_reach(history: pd.DataFrame | None, threshold: float | None) -> f
     return float(history["seconds"].cumsum()[reached].iloc[0]) if reached.any() else None
 
 
-def summary_columns(seeds: dict[str, int], threshold: float | None = None, tta: bool = False) -> list[md.Column]:
-    """The course's table (validation/test loss and accuracy) plus TTA, cost, confidence, seeds and speed.
+def summary_columns(seeds: dict[str, int], tta: bool = False) -> list[md.Column]:
+    """The columns a reader compares: accuracy (single view, TTA), its interval, seeds, size, cost and speed.
 
-    The 95 % CI and macro-F1 are those of the predictions the report ranks by.
+    The 95 % CI is that of the predictions the report ranks by.
     """
-    def m(*keys: str) -> Any:
-        return lambda r: r.metric(*keys)
+    return [
+        md.Column("Test acc", _m("test", "accuracy"), md.pct, "higher"),
+        *([md.Column("TTA acc", _m("test_tta", "accuracy"), md.pct, "higher")] if tta else []),
+        md.Column("95 % CI", _ranked("accuracy_ci"),
+                  lambda v: md.MISSING if not v else f"{md.pct(v[0])} – {md.pct(v[1])}"),
+        md.Column("Seeds", lambda r: seeds.get(r.family, 1), str),
+        md.Column("Params", _m("params"), md.count, "lower"),
+        md.Column("MACs", _m("macs"), md.count, "lower"),
+        md.Column("Train time", _m("train_seconds"), md.seconds, "lower"),
+        md.Column("Train img/s", _m("train_images_per_second"), md.rate, "higher"),
+    ]
 
-    def ranked(key: str) -> Any:
-        return lambda r: r.metric(r.test_key, key)
 
+def detail_columns(threshold: float | None = None, tta: bool = False) -> list[md.Column]:
+    """The course's losses and validation accuracy, macro-F1, best epoch, time to accuracy and inference speed."""
     reach = ([] if threshold is None else
              [md.Column(f"Time to {md.pct(threshold, 1)} val", lambda r: seconds_to_reach(r.history, threshold),
                         md.seconds, "lower")])
-
     return [
-        md.Column("Val loss", m("val", "loss"), md.loss, "lower"),
-        md.Column("Val acc", m("val", "accuracy"), md.pct, "higher"),
-        md.Column("Test loss", m("test", "loss"), md.loss, "lower"),
-        md.Column("Test acc", m("test", "accuracy"), md.pct, "higher"),
-        *([md.Column("TTA loss", m("test_tta", "loss"), md.loss, "lower"),
-           md.Column("TTA acc", m("test_tta", "accuracy"), md.pct, "higher")] if tta else []),
-        md.Column("95 % CI", ranked("accuracy_ci"),
-                  lambda v: md.MISSING if not v else f"{md.pct(v[0])} – {md.pct(v[1])}"),
-        md.Column("Seeds", lambda r: seeds.get(r.family, 1), str),
-        md.Column("Macro-F1", ranked("macro_f1"), lambda v: md.MISSING if v is None else f"{v:.4f}", "higher"),
-        md.Column("Params", m("params"), md.count, "lower"),
-        md.Column("MACs", m("macs"), md.count, "lower"),
+        md.Column("Val loss", _m("val", "loss"), md.loss, "lower"),
+        md.Column("Val acc", _m("val", "accuracy"), md.pct, "higher"),
+        md.Column("Test loss", _m("test", "loss"), md.loss, "lower"),
+        *([md.Column("TTA loss", _m("test_tta", "loss"), md.loss, "lower")] if tta else []),
+        md.Column("Macro-F1", _ranked("macro_f1"), lambda v: md.MISSING if v is None else f"{v:.4f}", "higher"),
         md.Column("Best epoch", lambda r: r.metric("best_epoch"),
                   lambda v: md.MISSING if v is None else str(int(v))),
-        md.Column("Train time", m("train_seconds"), md.seconds, "lower"),
         *reach,
-        md.Column("Train img/s", m("train_images_per_second"), md.rate, "higher"),
-        md.Column("Infer img/s", m("inference", "images_per_second"), md.rate, "higher"),
-        md.Column("Latency ms", m("inference", "latency_ms"), md.millis, "lower"),
+        md.Column("Infer img/s", _m("inference", "images_per_second"), md.rate, "higher"),
+        md.Column("Latency ms", _m("inference", "latency_ms"), md.millis, "lower"),
     ]
+
+
+def _m(*keys: str) -> Any:
+    return lambda r: r.metric(*keys)
+
+
+def _ranked(key: str) -> Any:
+    return lambda r: r.metric(r.test_key, key)
 
 
 def summary_section(results: Sequence[FamilyResult], label_smoothing: float, seeds: dict[str, int]) -> list[str]:
     threshold = accuracy_threshold(results)
-    columns = summary_columns(seeds, threshold, tta=any(r.metric("test_tta") for r in results))
+    tta = any(r.metric("test_tta") for r in results)
+    summary, detail = summary_columns(seeds, tta), detail_columns(threshold, tta)
     smoothing = (f"; the learning curves below show the training objective (label smoothing {label_smoothing:g}), "
                  "so their losses are higher" if label_smoothing > 0 else "")
-    rows = md.compare_rows(results, lambda r: r.name, columns)
     first = results[0]
     inference = first.metric("inference") or {}
     return [
         "## Summary", "",
-        md.table(["Model", *(c.header for c in columns)], rows), "",
+        md.table(["Model", *(c.header for c in summary)], md.compare_rows(results, lambda r: r.name, summary)), "",
+        md.table(["Model details", *(c.header for c in detail)], md.compare_rows(results, lambda r: r.name, detail)),
+        "",
         "Best value of each column in **bold** (lower is better for losses, size, compute, time and latency). "
         f"Losses are plain cross-entropy of the restored best weights, computed in fp32{smoothing}. "
         f"{ranking_note(results)} {mac_note(results)} "
