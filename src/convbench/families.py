@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from convbench.config import ConfigError, parse_section, require
 
@@ -72,6 +72,8 @@ class VGGConfig:
     every convolution's channels (and the classic head's hidden units).
     """
 
+    DISPLAY_NAME: ClassVar[str] = "VGG"
+
     depth: int = 11
     config: ConfigName | None = None
     batch_norm: bool = True
@@ -120,6 +122,8 @@ class ResNetConfig:
     network with ``dropout`` also before the classifier.
     """
 
+    DISPLAY_NAME: ClassVar[str] = "ResNet"
+
     depth: int = 18
     stem: Stem = "pool"
     width: float = 0.5
@@ -164,6 +168,8 @@ class ResNeXtConfig:
     network at ``complexity_of`` (``"4x32d"``: cardinality 4, base width 32).
     So ``dvc exp run -S resnext.cardinality=64`` compares like with like.
     """
+
+    DISPLAY_NAME: ClassVar[str] = "ResNeXt"
 
     depth: int = 20
     cardinality: int = 4

@@ -16,16 +16,16 @@ import numpy as np
 import pandas as pd
 
 from convbench.errors import ConvbenchError
+from convbench.families import CONFIGS
 from convbench.paths import Layout
 
 PREDICTION_COLUMNS = ("index", "label", "pred", "prob")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
-_FAMILY_NAMES = {"vgg": "VGG", "resnet": "ResNet", "resnext": "ResNeXt"}
 
 
 def display_name(family: str, config: dict[str, Any]) -> str:
     """A paper-style name: ``VGG-16``, ``ResNet-18``, ``ResNeXt-29 8×64d``."""
-    base = _FAMILY_NAMES.get(family, family)
+    base = CONFIGS[family].DISPLAY_NAME if family in CONFIGS else family
     name = f"{base}-{config['depth']}" if "depth" in config else base
     if "cardinality" in config and "base_width" in config:
         name += f" {config['cardinality']}×{config['base_width']}d"
