@@ -111,6 +111,7 @@ def test_cardinality_section_with_no_spread_prints_no_nan(tmp_path: Path) -> Non
                  for c, d in ((1, 40), (4, 24), (16, 6)) for s in (0, 1)])
     text = "\n".join(cardinality_section(runs, PARAMS, tmp_path))
     assert "nan" not in text.lower() and "no spread" in text
+    assert "| 16 | 6 |" in text and text.count("| 5.0 min |") == 3  # each setting's training time
 
 
 def test_cost_section_says_when_matched_macs_are_not_matched_time() -> None:

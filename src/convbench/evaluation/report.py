@@ -354,15 +354,17 @@ def cardinality_section(runs: Runs, params: Params, figdir: Path) -> list[str]:
     rows = []
     for g in groups:
         mark = " (baseline)" if g is baseline else ""
+        seconds = [r["train_seconds"] for r in g.runs if r.get("train_seconds")]
         rows.append([f"{g.cardinality}{mark}", str(g.base_width), md.count(g.params), md.ratio(g.params, baseline.params),
                      md.count(g.macs), md.ratio(g.macs, baseline.macs), str(g.accuracy.n),
-                     f"{md.pct(g.accuracy.mean)}" + (f" ± {md.pct(g.accuracy.sd)}" if g.accuracy.sd else "")])
+                     f"{md.pct(g.accuracy.mean)}" + (f" ± {md.pct(g.accuracy.sd)}" if g.accuracy.sd else ""),
+                     md.seconds(sum(seconds) / len(seconds)) if seconds else md.MISSING])
     figures.cardinality_plot(
         [{"cardinality": g.cardinality, "base_width": g.base_width, "mean": g.accuracy.mean, "sd": g.accuracy.sd,
           "params_ratio": (g.params / baseline.params) if g.params and baseline.params else None} for g in groups],
         figdir / "cardinality.png")
     lines += [md.table(["Cardinality C", "Base width d", "Params", "× baseline", "MACs", "× baseline", "Seeds",
-                        "Test acc (mean ± sd)"], rows), "",
+                        "Test acc (mean ± sd)", "Train time"], rows), "",
               _figure("ResNeXt test accuracy against cardinality", "cardinality.png"), ""]
     off = [g for g in groups if g.params and baseline.params
            and abs(g.params / baseline.params - 1) > COMPLEXITY_TOLERANCE]
