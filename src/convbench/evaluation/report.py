@@ -445,10 +445,11 @@ def budget_headline(results: Sequence[FamilyResult], runs: Runs, params: Params)
     names = {r.family: r.name for r in results}
     here = _machine(results[0])
     points = [p for p in budget_points(runs, params) if p.family in names and p.machine == here]
-    others = [r for r in budget.ranks(points, params.evaluate.rank_by == "tta") if r.epochs != params.train.epochs]
+    ranked = budget.ranks(points, params.evaluate.rank_by == "tta")
+    others = [r for r in ranked if r.epochs != params.train.epochs]
     if not others:
         return []
-    flips = budget.crossings(budget.ranks(points, params.evaluate.rank_by == "tta"))
+    flips = budget.crossings(ranked)
     return ["Other budgets (\"Accuracy against training budget\"): " + "; ".join(
         f"at {r.epochs} epochs " + " > ".join(names[p.family] for p in r.order) for r in others) + ". "
         + ("**The ranking depends on the training budget.**" if flips else
