@@ -1,5 +1,6 @@
 """DVC's queue on a project set up as `./run.sh repro` sets it up, and the budget study it feeds: two queued budgets
-of a tiny project, then the report's "Accuracy against training budget" section (its table, figure and verdict)."""
+of a tiny project, then the report's "Accuracy against training budget" section (its table, figure and verdict),
+and the same rows in a fresh clone whose MLflow store is empty (the committed ``runs.json`` is the record)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dvcproject import FAMILIES, TINY_PARAMS, copy_project, run, stages_run
+from dvcproject import FAMILIES, TINY_PARAMS, copy_project, project_env, run, stages_run
 
 pytestmark = pytest.mark.slow  # end to end: DVC, torchrun, servers or the benchmark
 
@@ -60,3 +61,24 @@ def test_queued_budgets_reach_the_budget_section(tmp_path: Path, reproduced_proj
     assert "Pareto front in time" in section and "Seconds to reach" in section
     assert "nan" not in section.lower()
     assert f"At {TINY_PARAMS['train']['epochs']} epochs (this workspace's training budget" in report
+
+    # A fresh clone elsewhere: git brings the committed runs.json, DVC's cache the outputs (as `dvc pull` would),
+    # and the MLflow store starts empty. The studies must survive its first `dvc repro`.
+    run(["git", "add", "-A"], base, env)
+    run(["git", "commit", "-q", "-m", "the budget study"], base, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(base), str(clone)], tmp_path, env)
+    clone_env = project_env(clone)
+    run(["dvc", "cache", "dir", "--local", str(base / ".dvc" / "cache")], clone, clone_env)
+    run(["dvc", "checkout"], clone, clone_env)
+    assert not (clone / "mlflow.db").exists()
+    out = run(["dvc", "repro"], clone, clone_env)
+    assert stages_run(out) == {"runs", "report"}, out
+    kept = json.loads((clone / "reports" / "runs.json").read_text())["runs"]
+    assert {(r["family"], r["epochs"]) for r in kept} == {(f, e) for f in FAMILIES for e in (1, 2, 3)}
+    assert all(r["in_store"] is False for r in kept)
+    cloned = (clone / "reports" / "comparison.md").read_text()
+    cloned_rows = [line for line in cloned.split("## Accuracy against training budget")[1].split("\n## ")[0]
+                   .splitlines() if line.startswith("| ") and line.split("|")[2].strip().isdigit()]
+    assert len(cloned_rows) == len(rows)
+    assert "runs.json" in cloned.split("## Accuracy against training budget")[1].split("\n## ")[0]

@@ -44,10 +44,15 @@ COMPLEXITY_TOLERANCE = 0.10
 
 @dataclass(frozen=True)
 class Runs:
-    """The comparable finished runs (plain dicts, see :func:`collect`), or why there are none."""
+    """The comparable finished runs (plain dicts, see :func:`collect`), or why there are none.
+
+    ``recipe`` is the workspace recipe they were selected for: a later :func:`collect` keeps recorded runs
+    only while the recipe is the same, since only then are they still comparable.
+    """
 
     runs: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    recipe: dict[str, str] | None = None
 
 
 def recipe_params(params: Params) -> dict[str, str]:
@@ -61,30 +66,43 @@ def _comparable(run_params: Mapping[str, str], reference: Mapping[str, str]) -> 
     return all(run_params[k] == v for k, v in reference.items() if k in run_params)
 
 
-def collect(uri: str, params: Params) -> Runs:
-    """Every finished run in ``uri`` with a test accuracy and this workspace's data and recipe, sorted."""
-    from convbench.tracking.queries import finished_runs
+def _entry(run: Any, reference: Mapping[str, str]) -> dict[str, Any] | None:
+    """A finished MLflow run as a runs.json entry, or None when it is not a comparable tested model."""
+    p, m = run.data.params, run.data.metrics
+    if p.get("family") not in FAMILIES or "test_accuracy" not in m or SEED not in p or not _comparable(p, reference):
+        return None
+    return {
+        "run_id": run.info.run_id, "family": p["family"], "seed": int(p[SEED]),
+        "epochs": int(p.get(EPOCHS, 0)), "start_time": run.info.start_time,
+        "machine": machine_label(run.data.tags), "in_store": True,
+        "model": {k.removeprefix("model."): v for k, v in sorted(p.items()) if k.startswith("model.")},
+        **{name: m.get(name) for name in METRICS},
+    }
 
-    found, error = finished_runs(uri, "")
-    if error:
-        return Runs([], error)
+
+def collect(uri: str, params: Params, recorded: Runs | None = None) -> Runs:
+    """Every finished run in ``uri`` with a test accuracy and this workspace's data and recipe, sorted, plus the
+    runs of ``recorded`` (the previous ``runs.json``) that this store has never held, flagged ``in_store: false``.
+
+    The committed ``runs.json`` is the studies' record: a fresh clone or another machine starts with an empty
+    store, and its first ``dvc repro`` must add to that record, not erase it. A run the store holds but that
+    failed or was deleted is dropped; recorded runs are dropped too once the workspace's recipe changed.
+    """
+    from convbench.tracking.queries import store_runs
+
+    store = store_runs(uri)
     reference = recipe_params(params)
-    runs = []
-    for run in found:
-        p, m = run.data.params, run.data.metrics
-        if p.get("family") not in FAMILIES or "test_accuracy" not in m or SEED not in p:
-            continue
-        if not _comparable(p, reference):
-            continue
-        runs.append({
-            "run_id": run.info.run_id, "family": p["family"], "seed": int(p[SEED]),
-            "epochs": int(p.get(EPOCHS, 0)), "start_time": run.info.start_time,
-            "machine": machine_label(run.data.tags),
-            "model": {k.removeprefix("model."): v for k, v in sorted(p.items()) if k.startswith("model.")},
-            **{name: m.get(name) for name in METRICS},
-        })
+    runs = [entry for run in store.finished if (entry := _entry(run, reference)) is not None]
+    if recorded is not None and recorded.recipe == reference:
+        runs += ([dict(r) for r in recorded.runs] if store.error  # unreadable: the record stands as it was
+                 else [{**r, "in_store": False} for r in recorded.runs if r["run_id"] not in store.known])
     runs.sort(key=lambda r: (FAMILIES.index(r["family"]), json.dumps(r["model"]), r["seed"], r["run_id"]))
-    return Runs(runs)
+    return Runs(runs, store.error, reference)
+
+
+def recorded_only(runs: Runs) -> list[dict[str, Any]]:
+    """The runs known only from the committed record, not from this MLflow store."""
+    return [r for r in runs.runs if r.get("in_store") is False]
 
 
 def machine_label(tags: Mapping[str, str]) -> str:
@@ -103,14 +121,15 @@ def machine_label(tags: Mapping[str, str]) -> str:
 
 def encode_runs(runs: Runs) -> bytes:
     """The bytes of ``reports/runs.json`` (stable: same runs, same bytes, so DVC re-runs the report only then)."""
-    return (json.dumps({"error": runs.error, "runs": runs.runs}, indent=1, sort_keys=True) + "\n").encode()
+    return (json.dumps({"error": runs.error, "recipe": runs.recipe, "runs": runs.runs}, indent=1, sort_keys=True)
+            + "\n").encode()
 
 
 def load_runs(path: Path) -> Runs:
     if not path.is_file():
         return Runs([], f"{path} is missing (the `runs` stage writes it)")
     data = json.loads(path.read_text())
-    return Runs(data["runs"], data["error"])
+    return Runs(data["runs"], data["error"], data.get("recipe"))
 
 
 def _model_matches(run: Mapping[str, Any], config: Mapping[str, str], skip: Sequence[str] = ()) -> bool:

@@ -1,5 +1,9 @@
 """``python -m convbench.stages.runs``: the finished MLflow runs the report compares -> ``reports/runs.json``.
 
+The committed ``runs.json`` is also the studies' record: runs it lists that this
+store never held (a fresh clone, another machine) are kept, flagged, so adding one
+budget elsewhere does not drop the others (:func:`convbench.evaluation.studies.collect`).
+
 Marked ``always_changed`` in dvc.yaml: it runs on every ``dvc repro``; its bytes
 change only when the set of comparable runs changed, so new seeds or cardinalities
 from queued experiments re-run the report, and nothing else re-runs when they did
@@ -68,12 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"runs: the MLflow store is unchanged since the last query -> {path} kept")
             return
         from convbench.files import atomic_write_bytes
-        from convbench.evaluation.studies import collect, encode_runs
+        from convbench.evaluation.studies import collect, encode_runs, load_runs, recorded_only
 
-        runs = collect(uri, params)
+        runs = collect(uri, params, load_runs(path) if path.is_file() else None)
         atomic_write_bytes(path, encode_runs(runs))
         note = f" ({runs.error})" if runs.error else ""
-        print(f"runs: {len(runs.runs)} comparable finished run(s) in MLflow{note} -> {path}")
+        kept = len(recorded_only(runs))
+        record = f", {kept} more from the committed record that this store never held" if kept else ""
+        print(f"runs: {len(runs.runs) - kept} comparable finished run(s) in MLflow{note}{record} -> {path}")
         known = stamp_of(uri, store, params, path)
         if known is not None:
             atomic_write_bytes(stamp, known.encode())
