@@ -29,6 +29,6 @@ echo "== 2. one epoch of the course recipe per model on $archive"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # shellcheck disable=SC2086
-timeout 300 "$PY" -m convbench.bench.gpu --archive "$archive" --work "$work" --out "$out/gpu_epoch.json" \
+timeout 300 "$PY" -m bench.gpu --archive "$archive" --work "$work" --out "$out/gpu_epoch.json" \
   ${GPU_CHECK_SET:-} 2>&1 | tee "$out/gpu_epoch.log" || status=1
 exit $status

@@ -1,7 +1,7 @@
-"""``python bench/run.py [--quick] [--out reports] [--images DIR]``: convbench's speed benchmark.
+"""``python bench/run.py [--quick] [--out reports] [--images DIR]``: the benchmark (:mod:`bench.benchmark`).
 
-A thin wrapper so the benchmark runs from a checkout without installing the
-package; the code lives in :mod:`convbench.bench` (also ``convbench bench``).
+This checkout's ``bench`` and ``src`` go first on the import path, so the benchmark
+measures the code beside it, installed or not. ``convbench bench`` runs this file.
 """
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from convbench.bench.run import main  # noqa: E402 - needs the path above
-
-__all__ = ["main"]
+from bench.benchmark import main  # noqa: E402 - needs the path above
 
 if __name__ == "__main__":
     raise SystemExit(main())

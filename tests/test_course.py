@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torchvision.datasets import ImageFolder
 
-from convbench.bench.gpu import main as gpu_bench
+from bench.gpu import main as gpu_bench
 from convbench.config import ConfigError
 from convbench.data.cache import build_cache
 from convbench.data.split import make_split

@@ -129,6 +129,15 @@ def imports_of(package: str) -> set[str]:
     return {n for p in (PACKAGE / package).rglob("*.py") for n in direct_imports(p)}
 
 
+def top_level_imports(path: Path) -> set[str]:
+    """The first name of every absolute import anywhere in ``path`` (``torch`` for ``from torch.nn import ...``)."""
+    tree = ast.parse(path.read_text(), str(path))
+    names = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+              and not node.level}
+    return {name.split(".")[0] for name in names}
+
+
 def test_layers_only_point_down() -> None:
     """Tracking replays a model without training; training never reaches into evaluation or tracking's callers."""
     assert not {n for n in imports_of("tracking") if n.startswith("convbench.training")}
@@ -139,10 +148,7 @@ def test_layers_only_point_down() -> None:
 def test_the_file_helpers_need_no_torch() -> None:
     """Atomic writes and JSON are used by every layer; importing them must not import torch."""
     for module in (PACKAGE / "files.py", PACKAGE / "data" / "params.py", PACKAGE / "config.py"):
-        tree = ast.parse(module.read_text())
-        imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
-        imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-        assert "torch" not in imported, module
+        assert "torch" not in top_level_imports(module), module
         assert not {n for n in direct_imports(module) if n.startswith(("convbench.data.format", "convbench.models"))}
 
 
@@ -183,3 +189,10 @@ def test_the_checker_sees_lazy_and_package_imports() -> None:
     assert PACKAGE / "training" / "run.py" in train  # imported inside main()'s body
     assert PACKAGE / "models" / "__init__.py" in train and PACKAGE / "__init__.py" in train
     assert PACKAGE / "evaluation" / "report.py" not in train
+
+
+def test_the_package_never_imports_the_benchmark() -> None:
+    """bench/ is a tool of the checkout that measures the package; an installed package has no bench/ to import."""
+    assert not list((PACKAGE / "bench").glob("*.py")), "the benchmark lives in bench/ at the top level"
+    offenders = sorted(module_name(p) for p in PACKAGE.rglob("*.py") if "bench" in top_level_imports(p))
+    assert not offenders, f"{offenders} import bench/"

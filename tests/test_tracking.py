@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from bench.synthetic import synthetic_cache
 from convbench.errors import ConvbenchError
 from convbench.evaluation.evaluate import log_evaluation
 from convbench.evaluation.report import log_report
@@ -17,7 +18,7 @@ from convbench.models import create_model
 from convbench.tracking import runlog, store
 from convbench.tracking.runlog import RunLogger, Spool, is_outage, spool_root, sync
 from convbench.models.weights import save_trained
-from synthetic import synthetic_cache, synthetic_split
+from synthetic import synthetic_split
 from flaky import FlakyClient
 
 

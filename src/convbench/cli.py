@@ -69,8 +69,16 @@ def _recipe(argv: list[str]) -> int:
 
 
 def _bench(argv: list[str]) -> int:
-    from convbench.bench import run
-    return run.main(argv)
+    """The source checkout's ``bench/run.py``: the benchmark is a tool of the checkout, not of the package."""
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+    if not script.is_file():
+        print(f"convbench bench: error: no {script}: the benchmark is a tool of a source checkout of convbench, "
+              "not part of the installed package", file=sys.stderr)
+        return 2
+    return int(runpy.run_path(str(script))["main"](argv))
 
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
@@ -85,7 +93,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "predict": (_predict, "classify image files with trained weights"),
     "tracking": (_tracking, "create the MLflow store once, before parallel runs; `sync`: send spooled calls"),
     "recipe": (_recipe, "run a named set of params (conf/recipes/) as DVC experiments"),
-    "bench": (_bench, "speed benchmark against the course notebook: reports/benchmark.md"),
+    "bench": (_bench, "speed benchmark against the course notebook (a source checkout's bench/run.py)"),
 }
 
 

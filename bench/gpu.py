@@ -1,4 +1,4 @@
-"""``python -m convbench.bench.gpu --archive cifar10.zip``: one epoch of a recipe per model, on the GPU.
+"""``python -m bench.gpu --archive cifar10.zip``: one epoch of a recipe per model, on the GPU.
 
 Part of ``bench/gpu_check.sh``. It composes the recipe (``course`` by default)
 over params.yaml, prepares the data with the pipeline's own functions (unzip,
@@ -7,6 +7,7 @@ one epoch with the real :class:`~convbench.training.loop.Trainer` (the recipe's
 batch, optimizer, schedule, precision ``auto``) and prints, per model, training
 images/s, the epoch's seconds, validation accuracy after that epoch, and the
 peak GPU memory. No DVC or MLflow is needed, so it runs on a bare GPU image.
+Run it from the project root with ``src`` importable (``gpu_check.sh`` sets ``PYTHONPATH``).
 """
 
 from __future__ import annotations
@@ -105,12 +106,13 @@ def format_row(r: dict[str, Any]) -> str:
     m = r["model"]
     name = r["family"] + (f" {m['cardinality']}x{m['base_width']}d" if "cardinality" in m else "")
     return (f"{name:<16} {r['params'] / 1e6:6.2f} M params {r['macs'] / 1e9:6.2f} GMACs | "
-            f"{r['images_per_second']:8,.0f} img/s  {r['train_seconds']:6.1f} s/epoch | val acc {r['val_accuracy']:.4f} | "
+            f"{r['images_per_second']:8,.0f} img/s  {r['train_seconds']:6.1f} s/epoch | "
+            f"val acc {r['val_accuracy']:.4f} | "
             f"peak {r['peak_memory_bytes'] / 2**30:5.2f} GiB | {r['device']} {r['precision']} batch {r['batch_size']}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convbench.bench.gpu", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.splitlines()[0])
     parser.add_argument("--archive", type=Path, required=True, help="the dataset zip (CIFAR-10's by default)")
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for the extracted images")
     parser.add_argument("--recipe", default="course")
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = run_check(args.recipe, args.archive, args.work, dict(map(parse_override, args.set_param)))
     except ConvbenchError as exc:
-        print(f"convbench bench.gpu: error: {exc}")
+        print(f"bench.gpu: error: {exc}")
         return 2
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,9 +15,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim import Optimizer
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision import datasets, transforms
+
+from convbench.params import TrainParams
+from convbench.training.optim import build_optimizer
 
 
 def notebook_image_dataset(root: Path, image_size: int) -> TensorDataset:
@@ -44,27 +46,17 @@ def notebook_image_dataset(root: Path, image_size: int) -> TensorDataset:
 class NotebookLoop:
     """The notebook's ``train_one_epoch`` over a ``TensorDataset`` of float images and one-hot labels.
 
-    ``images`` are uint8 (N, 3, H, W) and become what ``ToTensor`` yields
-    (float32 in 0..1, NCHW); ``labels`` become one-hot int64 rows as
-    ``F.one_hot`` makes them. One :meth:`train_epoch` is one pass of the loader.
+    ``images`` are uint8 (N, 3, H, W) and become what ``ToTensor`` yields (float32
+    in 0..1, NCHW); ``labels`` become one-hot rows as ``F.one_hot`` makes them.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        num_classes: int,
-        batch_size: int,
-        optimizer: Optimizer,
-        criterion: nn.Module,
-        device: torch.device,
-    ) -> None:
+    def __init__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                 params: TrainParams, device: torch.device) -> None:
         dataset = TensorDataset(images.float().div(255), F.one_hot(labels, num_classes))
-        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0)
+        self.loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=True, num_workers=0)
         self.model = model.to(device)
-        self.optimizer = optimizer
-        self.criterion = criterion
+        self.optimizer = build_optimizer(self.model, params)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=params.label_smoothing)
         self.device = device
 
     def train_epoch(self) -> dict[str, float]:
