@@ -411,6 +411,14 @@ def test_footer_lists_changed_params_and_dataset_hash(default: tuple) -> None:
     assert "data.archive" not in changed  # unchanged
 
 
+def test_an_unreadable_store_is_named_in_every_study(default: tuple) -> None:
+    """The seed, budget and cardinality sections each say why they have no runs."""
+    text, page = default[1], default[3]
+    assert page.studies.error == "MLflow not used in this test"
+    for section in ("## Repeated seeds", "## Accuracy against training budget", "## ResNeXt: accuracy against"):
+        assert page.studies.error in text.split(section)[1].split("\n## ")[0]
+
+
 def budget_runs() -> list[dict[str, Any]]:
     """Each family at 2 and 4 epochs on the (unknown) machine of the constructed project; ResNeXt leads only at 4."""
     accuracy = {"vgg": (0.70, 0.80), "resnet": (0.66, 0.78), "resnext": (0.60, 0.82)}
