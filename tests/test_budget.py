@@ -1,5 +1,5 @@
-"""Accuracy against training budget: the facts (ranks, crossings, Pareto front, time to a target) and the section,
-from constructed runs (no training, no MLflow)."""
+"""Accuracy against training budget, cost and cardinality: the facts (ranks, crossings, Pareto front, time to a
+target, mismatches, trend), from constructed runs (no training, no MLflow)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from convbench.evaluation import budget
-from convbench.evaluation.report import budget_headline, budget_section, cardinality_section, cost_section
-from convbench.evaluation.studies import Runs, budget_points, machine_label
+from convbench.evaluation.report import TrendVerdict, budget_headline, budget_study, cardinality_study, cost
+from convbench.evaluation.studies import Runs, SeedVerdict, budget_points, machine_label
 from convbench.params import Params
 
 PARAMS = Params()
@@ -61,7 +61,7 @@ def test_ranks_crossings_front_and_time_to_target() -> None:
     assert [[p.family for p in r.order] for r in ranked] == [["vgg", "resnet", "resnext"]] * 2 + [
         ["resnext", "vgg", "resnet"]]
     assert ranked[2].margin == pytest.approx(0.02) and ranked[2].pair is not None and ranked[2].pair.seeds == 3
-    assert ranked[0].verdict == "architecture"  # 3 of 3 seeds, a constant gap: p = 0
+    assert ranked[0].verdict is SeedVerdict.ARCHITECTURE  # 3 of 3 seeds, a constant gap: p = 0
     flips = budget.crossings(ranked)
     assert {(c.low, c.high, c.passer, c.passed) for c in flips} == {(4, 8, "resnext", "vgg"), (4, 8, "resnext", "resnet")}
     front = budget.pareto_front(points, tta=False)
@@ -76,23 +76,24 @@ def test_ranks_crossings_front_and_time_to_target() -> None:
 
 
 def test_budget_section_table_figure_and_verdict(tmp_path: Path) -> None:
-    text = "\n".join(budget_section(results(), Runs(curve_runs()), PARAMS, tmp_path))
+    study = budget_study(results(), Runs(curve_runs()), PARAMS, tmp_path)
     assert (tmp_path / "budget.png").stat().st_size > 10_000
-    assert "**The ranking depends on the budget**" in text
-    assert "ResNeXt-20 passes VGG-11 between 4 and 8 epochs" in text
-    assert "- 8 epochs: ResNeXt-20 > VGG-11 > ResNet-18; ResNeXt-20 leads VGG-11 by +2.00 points" in text
-    assert "1 seed(s): no paired test" in text
-    assert f"Times were measured on {HERE}" in text
-    assert "| VGG-11 | 8 | 6.7 min |" in text
-    assert "nan" not in text.lower()
+    assert {(c.low, c.high, c.passer, c.passed) for c in study.crossings} == {(4, 8, "resnext", "vgg"),
+                                                                              (4, 8, "resnext", "resnet")}
+    eight = study.ranks[-1]
+    assert eight.epochs == 8 and [p.family for p in eight.order] == ["resnext", "vgg", "resnet"]
+    assert eight.margin == pytest.approx(0.02) and eight.pair is None  # one seed: no paired test
+    assert study.here == HERE and study.epochs == [2, 4, 8]
+    assert ["VGG-11", "8", "6.7 min"] == next(row[:3] for row in study.table.rows if row[:2] == ["VGG-11", "8"])
+    assert not any("nan" in cell.lower() for row in study.table.rows + study.reach.rows for cell in row)
 
 
 def test_budget_section_says_what_is_missing(tmp_path: Path) -> None:
     one = Runs([r for r in curve_runs() if r["epochs"] == 4])
-    text = "\n".join(budget_section(results(), one, PARAMS, tmp_path))
-    assert "Fewer than two budgets" in text and "convbench recipe budget --queue" in text
+    study = budget_study(results(), one, PARAMS, tmp_path)
+    assert study.table is None and study.epochs == [4]
     assert not (tmp_path / "budget.png").exists()
-    assert "could not be read: no store" in "\n".join(budget_section(results(), Runs([], "no store"), PARAMS, tmp_path))
+    assert budget_study(results(), Runs([], "no store"), PARAMS, tmp_path).epochs == []
 
 
 def test_seed_and_cardinality_studies_use_only_the_workspace_budget(tmp_path: Path) -> None:
@@ -100,18 +101,21 @@ def test_seed_and_cardinality_studies_use_only_the_workspace_budget(tmp_path: Pa
     config = {k: str(v) for k, v in vars(PARAMS.models["resnext"]).items()}
     runs = Runs([run("resnext", 4, 300.0, 0.76), run("resnext", 4, 300.0, 0.76, seed=1)]
                 + [run("resnext", 16, 900.0, 0.88) | {"model": config | {"cardinality": "16", "base_width": "6"}}])
-    text = "\n".join(cardinality_section(runs, PARAMS, tmp_path))
-    assert "Fewer than two comparable cardinalities" in text and "nan" not in text
+    study = cardinality_study(runs, PARAMS, tmp_path)
+    assert study.table is None and study.found == [f"{PARAMS.models['resnext'].cardinality}x"
+                                                   f"{PARAMS.models['resnext'].base_width}d"]
 
 
-def test_cardinality_section_with_no_spread_prints_no_nan(tmp_path: Path) -> None:
+def test_cardinality_section_with_no_spread_has_no_interval(tmp_path: Path) -> None:
     config = {k: str(v) for k, v in vars(PARAMS.models["resnext"]).items()}
     runs = Runs([run("resnext", 4, 300.0, 0.5, seed=s) | {"model": config | {"cardinality": str(c),
                                                                               "base_width": str(d)}}
                  for c, d in ((1, 40), (4, 24), (16, 6)) for s in (0, 1)])
-    text = "\n".join(cardinality_section(runs, PARAMS, tmp_path))
-    assert "nan" not in text.lower() and "no spread" in text
-    assert "| 16 | 6 |" in text and text.count("| 5.0 min |") == 3  # each setting's training time
+    study = cardinality_study(runs, PARAMS, tmp_path)
+    assert study.verdict is TrendVerdict.NO_INTERVAL and study.trend.ci is None
+    assert not any("nan" in cell.lower() for row in study.table.rows for cell in row)
+    assert ["16", "6"] == study.table.rows[-1][:2]
+    assert [row[-1] for row in study.table.rows] == ["5.0 min"] * 3  # each setting's training time
 
 
 def test_cost_section_says_when_matched_macs_are_not_matched_time() -> None:
@@ -120,16 +124,17 @@ def test_cost_section_says_when_matched_macs_are_not_matched_time() -> None:
         return SimpleNamespace(family=family, name=NAMES[family], train={"machine": TAGS},
                                metric=lambda key, v=values: v.get(key))
 
-    text = "\n".join(cost_section([result("resnet", 43e6, 800.0), result("resnext", 42e6, 600.0)]))
-    assert "**Matched MACs are not matched time**" in text
-    assert "ResNet-18 costs 1.02x ResNeXt-20's MACs but 0.75x its training time per image" in text
-    assert f"Measured on {HERE}" in text
-    same = "\n".join(cost_section([result("resnet", 43e6, 800.0), result("resnext", 42e6, 810.0)]))
-    assert "follows the MACs" in same
+    found = cost([result("resnet", 43e6, 800.0), result("resnext", 42e6, 600.0)])
+    assert found.base == "ResNeXt-20" and found.machines == [HERE]
+    [mismatch] = found.mismatches
+    assert mismatch.name == "ResNet-18" and mismatch.mac_ratio == pytest.approx(43 / 42)
+    assert mismatch.time_ratio == pytest.approx(0.75)
+    assert cost([result("resnet", 43e6, 800.0), result("resnext", 42e6, 810.0)]).mismatches == []
 
 
 def test_the_headline_names_the_ranking_at_every_other_budget() -> None:
-    line = budget_headline(results(), Runs(curve_runs()), PARAMS)[0]
-    assert "at 2 epochs VGG-11 > ResNet-18 > ResNeXt-20; at 8 epochs ResNeXt-20 > VGG-11 > ResNet-18" in line
-    assert "**The ranking depends on the training budget.**" in line
-    assert budget_headline(results(), Runs([r for r in curve_runs() if r["epochs"] == 4]), PARAMS) == []
+    headline = budget_headline(results(), Runs(curve_runs()), PARAMS)
+    assert [(r.epochs, [p.family for p in r.order]) for r in headline.others] == [
+        (2, ["vgg", "resnet", "resnext"]), (8, ["resnext", "vgg", "resnet"])]
+    assert headline.changes
+    assert budget_headline(results(), Runs([r for r in curve_runs() if r["epochs"] == 4]), PARAMS) is None

@@ -2,6 +2,9 @@
 
 Imports are read from the source with ``ast`` (module level and inside functions,
 since a lazy import runs too), so the test needs no torch and sees every path.
+A package data file (a non-Python file under ``src/convbench``, such as the
+report's template) is code too: a stage needs it when a module it imports names
+the file in a string literal.
 """
 
 from __future__ import annotations
@@ -54,6 +57,20 @@ def direct_imports(path: Path) -> frozenset[str]:
     return frozenset(found)
 
 
+def data_files() -> set[Path]:
+    """The package's non-Python files."""
+    return {p for p in PACKAGE.rglob("*") if p.is_file() and p.suffix not in {".py", ".pyc"}
+            and "__pycache__" not in p.parts}
+
+
+@cache
+def named_data(path: Path) -> frozenset[Path]:
+    """The package data files whose name module ``path`` spells out in a string literal (so it reads them)."""
+    strings = {node.value for node in ast.walk(ast.parse(path.read_text(), str(path)))
+               if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    return frozenset(p for p in data_files() if p.name in strings)
+
+
 def with_parents(name: str) -> set[str]:
     """Importing ``a.b.c`` runs ``a``, ``a.b`` and ``a.b.c``."""
     parts = name.split(".")
@@ -61,7 +78,7 @@ def with_parents(name: str) -> set[str]:
 
 
 def closure(start: str) -> set[Path]:
-    """Every file of ours that running module ``start`` can import."""
+    """Every module of ours that running module ``start`` can import."""
     seen: set[str] = set()
     todo = list(with_parents(start))
     while todo:
@@ -89,7 +106,8 @@ def stages() -> dict[str, tuple[str, set[Path]]]:
                 path = ROOT / dep.replace("${item}", str(item))
                 if path.is_dir():
                     covered |= {p for p in path.rglob("*.py") if "__pycache__" not in p.parts}
-                elif path.suffix == ".py":
+                    covered |= {p for p in data_files() if path in p.parents}
+                elif path.suffix == ".py" or path in data_files():
                     covered.add(path)
             out[f"{name}@{item}" if item else name] = (module, covered)
     return out
@@ -103,6 +121,7 @@ def test_every_stage_depends_on_exactly_the_code_it_imports() -> None:
     problems = []
     for stage, (module, covered) in stages().items():
         needed = closure(module)
+        needed |= {data for path in needed for data in named_data(path)}
         if missing := needed - covered:
             problems.append(f"{stage}: dvc.yaml deps miss {rel(missing)}")
         if extra := covered - needed:
@@ -189,6 +208,8 @@ def test_the_checker_sees_lazy_and_package_imports() -> None:
     assert PACKAGE / "training" / "run.py" in train  # imported inside main()'s body
     assert PACKAGE / "models" / "__init__.py" in train and PACKAGE / "__init__.py" in train
     assert PACKAGE / "evaluation" / "report.py" not in train
+    template = PACKAGE / "evaluation" / "templates" / "comparison.md.j2"
+    assert named_data(PACKAGE / "evaluation" / "report.py") == {template}  # the report reads its template
 
 
 def test_the_package_never_imports_the_benchmark() -> None:

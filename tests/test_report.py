@@ -1,8 +1,14 @@
-"""The comparison report from synthetic metrics, predictions and histories (no training, no MLflow)."""
+"""The comparison report from synthetic metrics, predictions and histories (no training, no MLflow).
+
+The tests assert on the page's facts (:class:`convbench.evaluation.report.Page`: tables, numbers, verdict enums);
+its wording is pinned once, by the golden file ``tests/golden/comparison.md`` (see
+:func:`test_the_rendered_page_matches_the_golden_file`).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -17,9 +23,12 @@ from convbench.files import write_json
 from convbench.errors import ConvbenchError
 from convbench.evaluation import markdown as md
 from convbench.evaluation.evaluate import SplitScores, split_metrics, write_eval_dir
-from convbench.evaluation.report import cardinality_section, seconds_to_reach, write_report
+from convbench.evaluation.discussion import Compute, Contrast, Extreme, FitVerdict, Lead, Stop
+from convbench.evaluation.report import (
+    Origin, Page, TrendVerdict, cardinality_study, render, seconds_to_reach, write_report,
+)
 from convbench.evaluation.stats import bootstrap_ci, mcnemar_exact
-from convbench.evaluation.studies import Runs
+from convbench.evaluation.studies import Runs, SeedVerdict
 from convbench.config import to_dict
 from convbench.params import parse_params
 from convbench.paths import Layout
@@ -37,6 +46,9 @@ SECTIONS: dict[str, Any] = {
     "resnext": {"depth": 29, "cardinality": 8, "base_width": 16, "width": 0.25},
 }
 NAMES = {"vgg": "VGG-11", "resnet": "ResNet-18", "resnext": "ResNeXt-29 8×16d"}
+ORIGIN = Origin("0123abc (test commit)", "2.x", "Test-OS")
+"""What wrote the page, injected so that the page does not depend on the machine that runs the test."""
+GOLDEN = Path(__file__).parent / "golden" / "comparison.md"
 
 
 def labels_of(index: np.ndarray) -> np.ndarray:
@@ -129,10 +141,11 @@ def make_project(base: Path, hits: dict[str, np.ndarray] | None = None,
     }
 
 
-def build(base: Path, runs: Runs = Runs([], "MLflow not used in this test"), **kwargs: Any) -> str:
+def build(base: Path, runs: Runs = Runs([], "MLflow not used in this test"), **kwargs: Any) -> tuple[str, Page]:
+    """Make the project, write its report; the text and the facts."""
     make_project(base, **kwargs)
-    path, _ = write_report(parse_params(SECTIONS), runs, Layout(base))
-    return path.read_text()
+    path, _, page = write_report(parse_params(SECTIONS), runs, Layout(base), ORIGIN)
+    return path.read_text(), page
 
 
 def table_rows(text: str, first_header: str) -> dict[str, list[str]]:
@@ -140,21 +153,27 @@ def table_rows(text: str, first_header: str) -> dict[str, list[str]]:
     return table(text, first_header)[1]
 
 
-@pytest.fixture(scope="module")
-def default(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, dict[str, Any]]]:
-    """One report of the default synthetic project, shared by the read-only tests (figures are slow)."""
-    base = tmp_path_factory.mktemp("report")
+def write_lock(base: Path) -> None:
+    """A dvc.lock with the dataset archive's md5, for the footer."""
     (base / "dvc.lock").write_text(
         "schema: '2.0'\nstages:\n  unzip:\n    cmd: x\n    deps:\n    - path: data/cifar10.zip\n"
         "      hash: md5\n      md5: 0123456789abcdef0123456789abcdef\n      size: 10\n")
+
+
+@pytest.fixture(scope="module")
+def default(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, dict[str, Any]], Page]:
+    """One report of the default synthetic project, shared by the read-only tests (figures are slow)."""
+    base = tmp_path_factory.mktemp("report")
+    write_lock(base)
     metrics = make_project(base)
-    path, results = write_report(parse_params(SECTIONS), Runs([], "MLflow not used in this test"), Layout(base))
+    path, results, page = write_report(parse_params(SECTIONS), Runs([], "MLflow not used in this test"),
+                                       Layout(base), ORIGIN)
     assert [r.family for r in results] == ["vgg", "resnet", "resnext"]
-    return base, path.read_text(), metrics
+    return base, path.read_text(), metrics, page
 
 
 def test_summary_table_has_a_row_per_model_with_the_metrics_numbers(default: tuple) -> None:
-    _, text, metrics = default
+    _, text, metrics, _ = default
     rows = summary_cells(text)
     assert set(rows) == set(NAMES.values())
     assert len(table(text, "Model")[0]) <= 9  # the columns a reader compares; the rest are details
@@ -171,28 +190,28 @@ def test_summary_table_has_a_row_per_model_with_the_metrics_numbers(default: tup
 
 def test_summary_says_whether_the_models_cost_the_same(default: tuple, tmp_path: Path) -> None:
     """MACs 40 M, 35 M, 60 M: ResNeXt needs 1.71x ResNet's; then 40, 36, 44 M: 1.22x."""
-    assert (f"Forward MACs per image: {NAMES['resnext']} needs 1.71x those of {NAMES['resnet']}; the models are not "
-            "within 25% of each other") in default[1]
-    assert "so this pair cannot separate the effect of cardinality from that of size" in default[1]
+    page = default[3]
+    cost = page.summary.cost
+    assert (cost.high, cost.low, cost.matched) == (NAMES["resnext"], NAMES["resnet"], False)
+    assert cost.ratio == pytest.approx(60 / 35)
+    assert page.discussion.architecture.compute is Compute.DIFFERENT  # this pair cannot separate C from size
     make_project(tmp_path)
     for family, macs in (("vgg", 40_000_000), ("resnet", 36_000_000), ("resnext", 44_000_000)):
         metrics = json.loads(Layout(tmp_path).metrics(family).read_text())
         write_json(Layout(tmp_path).metrics(family), metrics | {"macs": macs})
-    path, _ = write_report(parse_params(SECTIONS), Runs([], "unused"), Layout(tmp_path))
-    text = path.read_text()
-    assert "needs 1.22x those of ResNet-18; the models are within 25% of each other" in text
+    _, _, page = write_report(parse_params(SECTIONS), Runs([], "unused"), Layout(tmp_path), ORIGIN)
+    assert page.summary.cost.matched and page.summary.cost.ratio == pytest.approx(44 / 36)
     # ResNeXt at 1.22x ResNet's MACs: similar compute, but one seed does not make the gap architectural
-    assert "The two have similar compute, so the gap is not a matter of cost" in text
-    assert "for the repeated seeds to say" in text and "cannot separate the effect of cardinality" not in text
+    assert page.discussion.architecture.compute is Compute.SIMILAR
 
 
 def test_time_to_accuracy_column_and_figure(default: tuple) -> None:
     """Threshold: lowest final val accuracy (VGG 72 %) minus 2 points; each model first reaches 70 % at epoch 2."""
-    base, text, _ = default
+    base, text, _, page = default
     rows = summary_cells(text)
     reach = {family: rows[name]["Time to 70.0 % val"] for family, name in NAMES.items()}
     assert reach == {"vgg": "15.0 s", "resnet": "20.0 s", "resnext": "40.0 s"}  # 2 of 4 epochs of 30, 40, 80 s
-    assert "## Time to accuracy" in text and f"**{NAMES['vgg']}** got there first (15.0 s)" in text
+    assert page.time.threshold == 0.70 and page.time.first == Extreme(NAMES["vgg"], 15.0)
     assert (base / "reports" / "figures" / "time_to_accuracy.png").stat().st_size > 0
 
 
@@ -232,27 +251,28 @@ def test_pairwise_mcnemar_counts_and_p_values(default: tuple) -> None:
 
 
 def test_discussion_follows_the_numbers(default: tuple, tmp_path: Path) -> None:
-    first = default[1]
-    assert f"**At 4 epochs, {NAMES['resnext']} has the highest test accuracy**, 11.67 points ahead of ResNet-18" in first
-    assert "not statistically significant" in first  # 10 vs 3 discordant pairs: p = 0.09
-    assert "did **not** win" not in first
+    first = default[3].discussion
+    assert [m.name for m in first.ranking.order] == [NAMES["resnext"], NAMES["resnet"], NAMES["vgg"]]
+    assert first.ranking.epochs == 4 and first.ranking.margin == pytest.approx(0.1167, abs=1e-4)
+    assert first.ranking.lead is Lead.NOT_SIGNIFICANT  # 10 vs 3 discordant pairs: p = 0.09
+    assert first.ranking.grouped is None  # ResNeXt won
+    assert first.architecture.contrast is Contrast.AHEAD
 
     # VGG now clearly best: wrong on 1 image; ResNeXt wrong on 25, a superset of ResNet's 10
-    swapped = build(tmp_path, hits={"resnext": wrong_on(range(0, 25)), "resnet": wrong_on(range(3, 13)),
-                                          "vgg": wrong_on([59])})
-    assert f"**At 4 epochs, {NAMES['vgg']} has the highest test accuracy**" in swapped
-    assert "the lead is statistically significant" in swapped
-    assert "ResNeXt did **not** win this comparison outright" in swapped
-    assert f"40.00 points behind {NAMES['vgg']}" in swapped  # 59/60 vs 35/60
-    assert "significantly *less* accurate than ResNet" in swapped  # b=0, c=15
-    assert first.split("## Learning curves")[0] != swapped.split("## Learning curves")[0]
+    _, swapped = build(tmp_path, hits={"resnext": wrong_on(range(0, 25)), "resnet": wrong_on(range(3, 13)),
+                                       "vgg": wrong_on([59])})
+    ranking = swapped.discussion.ranking
+    assert ranking.order[0].name == NAMES["vgg"] and ranking.lead is Lead.SIGNIFICANT
+    assert ranking.grouped.place == 3 and ranking.grouped.gap == pytest.approx(59 / 60 - 35 / 60)
+    assert swapped.discussion.architecture.contrast is Contrast.BEHIND_SIGNIFICANT  # b=0, c=15
 
 
 def test_ranked_by_tta_uses_the_tta_predictions_everywhere(tmp_path: Path) -> None:
     """Single view: ResNeXt best (as in the default project); with TTA, ResNet is right on every image."""
     tta = {"resnext": wrong_on(range(0, 3)), "resnet": wrong_on([]), "vgg": wrong_on(range(0, 12))}
     metrics = make_project(tmp_path, tta_hits=tta)
-    path, _ = write_report(parse_params(SECTIONS), Runs([], "MLflow not used in this test"), Layout(tmp_path))
+    path, _, page = write_report(parse_params(SECTIONS), Runs([], "MLflow not used in this test"), Layout(tmp_path),
+                                 ORIGIN)
     text = path.read_text()
     rows = summary_cells(text)
     for family, name in NAMES.items():
@@ -262,13 +282,14 @@ def test_ranked_by_tta_uses_the_tta_predictions_everywhere(tmp_path: Path) -> No
         assert cell["TTA loss"] == md.loss(metrics[family]["test_tta"]["loss"])
         low, high = metrics[family]["test_tta"]["accuracy_ci"]
         assert cell["95 % CI"] == f"{md.pct(low)} – {md.pct(high)}"
-    assert "The report ranks by **TTA acc**" in text and "averaged over 6 views" in text
-    assert "ranked by test-time-augmented accuracy" in text
-    assert f"**At 4 epochs, {NAMES['resnet']} has the highest test accuracy**, 5.00 points ahead of {NAMES['resnext']}" in text
+    assert page.summary.ranked_by_tta and page.summary.tta_views == 6
+    ranking = page.discussion.ranking
+    assert ranking.tta and ranking.order[0].name == NAMES["resnet"] and ranking.order[1].name == NAMES["resnext"]
+    assert ranking.margin == pytest.approx(0.05)
     pair = table_rows(text, "Pair (A vs B)")[f"{NAMES['resnet']} vs {NAMES['resnext']}"]
     assert pair[:2] == ["3", "0"]  # McNemar on the TTA hits: only ResNet right on 3 images, only ResNeXt on none
-    assert f"**{NAMES['resnet']}** classified all 60 test images correctly" in text  # the gallery too
-    assert "| Model | TTA acc | Params | MACs |" in text  # efficiency per parameter and per MAC
+    assert {m.name: m.wrong for m in page.gallery}[NAMES["resnet"]] == 0  # the gallery too
+    assert page.discussion.efficiency.table.headers[:2] == ["Model", "TTA acc"]  # efficiency per parameter and MAC
 
     plain = make_project(tmp_path / "mixed", tta_hits={"resnet": wrong_on([])})
     assert plain["vgg"]["ranked_by"] == "plain"
@@ -277,25 +298,30 @@ def test_ranked_by_tta_uses_the_tta_predictions_everywhere(tmp_path: Path) -> No
 
 
 def test_training_analysis_reports_overfitting_early_stopping_and_volatility(default: tuple) -> None:
-    text = default[1]
-    assert f"- {NAMES['vgg']} overfits" in text
-    assert "early stopping ended training after epoch 4 of 4" in text
-    assert f"most volatile for {NAMES['resnext']}" in text
-    train_rows = table_rows(text.split("### Training")[1], "Model")
+    training = default[3].discussion.training
+    curves = {c.family: c for c in training.curves}
+    assert curves["vgg"].fit.verdict is FitVerdict.OVERFITTING and curves["vgg"].stop is Stop.EARLY
+    assert curves["vgg"].fit.epochs_run == 4 and curves["resnet"].stop is Stop.LAST_EPOCH
+    assert training.jumpy.name == NAMES["resnext"]
+    train_rows = dict((row[0], row[1:]) for row in training.table.rows)
     assert train_rows[NAMES["vgg"]][0] == "2 / 4 / 4"
     assert train_rows[NAMES["vgg"]][3] == md.points(0.99 - 0.72)  # train-val gap at the last epoch
 
 
 def test_architecture_section_uses_params_and_measured_grouping(default: tuple) -> None:
-    text = default[1]
-    assert "cardinality C = 8, base width d = 16" in text
-    assert "0.71x the parameters and 1.71x the MACs" in text  # 500k/700k, 60M/35M
-    assert "would need 8.00 k" in text  # grouped 1000 params -> 8000 dense
-    assert "0.56x the parameters and 1.50x the MACs, and its test accuracy is 15.00 points higher" in text  # vs VGG
+    architecture = default[3].discussion.architecture
+    assert architecture.grouped.config["cardinality"] == 8 and architecture.grouped.config["base_width"] == 16
+    dense = architecture.dense
+    assert dense.other.name == NAMES["resnet"]
+    assert dense.params_ratio == pytest.approx(5 / 7) and dense.macs_ratio == pytest.approx(60 / 35)
+    assert architecture.grouping.dense == 8000  # grouped 1000 params -> 8000 dense
+    [vgg] = architecture.others
+    assert vgg.other.name == NAMES["vgg"] and vgg.params_ratio == pytest.approx(5 / 9)
+    assert vgg.macs_ratio == pytest.approx(1.5) and vgg.difference == pytest.approx(0.15)
 
 
 def test_every_linked_image_exists_and_links_are_relative(default: tuple) -> None:
-    base, text, _ = default
+    base, text, _, _ = default
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert {"figures/learning_curves.png", "figures/confusion.png", "figures/per_class.png",
             "figures/misclassified_resnext.png"} <= set(links)
@@ -323,41 +349,43 @@ def mlflow_run(family: str, seed: int, accuracy: float, **model: Any) -> dict[st
             "model_params": model.pop("params", params), "model_macs": 1e7}
 
 
+def cardinality_runs() -> list[dict[str, Any]]:
+    """Two seeds at C = 2, 8 (the workspace's) and 32; C = 32 is 1.3x the baseline's size."""
+    return [mlflow_run("resnext", seed, acc + 0.01 * seed, cardinality=c, base_width=d, params=p)
+            for c, d, acc, p in ((2, 30, 0.80, 1.0e5), (8, 16, 0.83, 1.02e5), (32, 6, 0.86, 1.3e5))
+            for seed in (0, 1)]
+
+
 def test_cardinality_section_with_and_without_runs(tmp_path: Path) -> None:
     params = parse_params(SECTIONS)
-    one = Runs([mlflow_run("resnext", 0, 0.8)])
-    without = "\n".join(cardinality_section(one, params, tmp_path))
-    assert "convbench recipe cardinality --queue" in without
-    assert "Fewer than two comparable cardinalities are in MLflow (found: 8x16d)" in without
-    unreachable = "\n".join(cardinality_section(Runs([], "MLflow tracking server http://x is not reachable"),
-                                                params, tmp_path))
-    assert "MLflow runs could not be read: MLflow tracking server http://x is not reachable" in unreachable
+    without = cardinality_study(Runs([mlflow_run("resnext", 0, 0.8)]), params, tmp_path)
+    assert without.found == ["8x16d"] and without.table is None
+    assert cardinality_study(Runs([], "not reachable"), params, tmp_path).found == []
     assert not list(tmp_path.glob("*.png"))
 
-    runs = [mlflow_run("resnext", seed, acc + 0.01 * seed, cardinality=c, base_width=d, params=p)
-            for c, d, acc, p in ((2, 30, 0.80, 1.0e5), (8, 16, 0.83, 1.02e5), (32, 6, 0.86, 1.3e5)) for seed in (0, 1)]
+    runs = cardinality_runs()
     runs.append(mlflow_run("resnext", 0, 0.99, cardinality=4, base_width=16, depth=20))  # another model: not shown
-    text = build(tmp_path, Runs(runs))
+    text, page = build(tmp_path, Runs(runs))
     table = table_rows(text, "Cardinality C")
     assert list(table) == ["2", "8 (baseline)", "32"]
     assert table["32"][1:3] == [md.count(1.3e5), "1.27x"] and table["2"][5] == "2"
     assert table["8 (baseline)"][-2] == f"{md.pct(0.835)} ± {md.pct(0.01 / 2 ** 0.5)}"
-    assert "**Complexity did not stay fixed** for C=32 (1.27x the baseline's parameters)" in text
-    assert "per doubling of C over 6 run(s)" in text and "It holds here" in text
+    study = page.studies.cardinality
+    assert [g.cardinality for g in study.off] == [32]  # 1.27x the baseline's parameters: not fixed complexity
+    assert study.trend.points == 6 and study.verdict is TrendVerdict.HOLDS
     assert (tmp_path / "reports" / "figures" / "cardinality.png").is_file()
 
 
 def test_seed_section_aggregates_seeds_and_pairs_them(tmp_path: Path) -> None:
-    single = build(tmp_path / "one", Runs([mlflow_run(f, 0, 0.8) for f in ("vgg", "resnet", "resnext")]))
-    assert "Every model has been trained with one seed only" in single
-    assert "Each model was trained with one seed here" in single
+    single, page = build(tmp_path / "one", Runs([mlflow_run(f, 0, 0.8) for f in ("vgg", "resnet", "resnext")]))
+    assert page.studies.seeds.table is None and page.studies.seeds.tested == []
     assert all(row["Seeds"] == "1" for row in summary_cells(single).values())
 
     accs = {"vgg": (0.80, 0.82, 0.81), "resnet": (0.84, 0.85, 0.86), "resnext": (0.83, 0.86, 0.82)}
     runs = [mlflow_run(f, seed, a) for f, values in accs.items() for seed, a in enumerate(values)]
     runs.append(mlflow_run("vgg", 0, 0.5, width=0.5))  # another VGG: excluded
     runs.append(mlflow_run("vgg", 3, 0.7) | {"start_time": -1, "seed": 1})  # an older run of seed 1: replaced
-    text = build(tmp_path / "three", Runs(runs))
+    text, page = build(tmp_path / "three", Runs(runs))
     seeds = table_rows(text, "Model over seeds")
     assert seeds["VGG-11"][:3] == ["3", f"{md.pct(0.81)} ± {md.pct(0.01)}", f"{md.pct(0.81 - 4.303 * 0.01 / 3 ** 0.5)} – "
                                    f"{md.pct(0.81 + 4.303 * 0.01 / 3 ** 0.5)}"]
@@ -366,22 +394,55 @@ def test_seed_section_aggregates_seeds_and_pairs_them(tmp_path: Path) -> None:
     assert pairs["VGG-11 vs ResNet-18"][:3] == ["3", "ResNet-18 ahead in 3 of 3", "-4.00 points"]
     assert pairs["ResNet-18 vs ResNeXt-29 8×16d"][1] == "ResNet-18 ahead in 2 of 3"
     # VGG-ResNet differences -4, -3, -5 points: t = -6.93 on 2 df, p = 0.020; the others are not consistent or p > 0.05
-    assert pairs["VGG-11 vs ResNet-18"][3:] == ["0.0202", "architecture difference"]
-    assert pairs["ResNet-18 vs ResNeXt-29 8×16d"][4] == "within seed noise"  # 2 of 3
-    assert ("- ResNet-18 over VGG-11: ahead in 3 of 3 seeds, by 4.00 points on average (paired t-test p = 0.0202): "
-            "**an architecture difference at this recipe and 4 epochs**.") in text
-    assert "- ResNet-18 over ResNeXt-29 8×16d: ahead in 2 of 3 seeds" in text
-    assert pairs["VGG-11 vs ResNeXt-29 8×16d"][4] == "same order, not significant"  # 3 of 3, p = 0.094
+    assert pairs["VGG-11 vs ResNet-18"][3] == "0.0202"
+    verdicts = {(c.leader, c.other): c.verdict for c in page.studies.seeds.tested}
+    assert verdicts == {("ResNet-18", "VGG-11"): SeedVerdict.ARCHITECTURE,
+                        ("ResNeXt-29 8×16d", "VGG-11"): SeedVerdict.CONSISTENT,  # 3 of 3, p = 0.094
+                        ("ResNet-18", "ResNeXt-29 8×16d"): SeedVerdict.NOISE}  # 2 of 3
     assert summary_cells(text)["VGG-11"]["Seeds"] == "3"
 
 
 def test_footer_lists_changed_params_and_dataset_hash(default: tuple) -> None:
-    footer = default[1].split("## Reproducibility")[1]
-    assert "0123456789abcdef0123456789abcdef (md5 of data/cifar10.zip)" in footer
-    assert "`train.patience`: 2 (shipped 5)" in footer
-    assert "`resnext.base_width`: 16 (shipped 24)" in footer
-    assert "`train.epochs`" not in footer  # 4, as shipped
-    assert "`data.archive`" not in footer  # unchanged
+    footer = default[3].footer
+    assert footer.dataset == "0123456789abcdef0123456789abcdef (md5 of data/cifar10.zip)"
+    changed = {key: (value, shipped) for key, value, shipped in footer.changed}
+    assert changed["train.patience"] == (2, 5) and changed["resnext.base_width"] == (16, 24)
+    assert "train.epochs" not in changed  # 4, as shipped
+    assert "data.archive" not in changed  # unchanged
+
+
+def test_an_unreadable_store_is_named_in_every_study(default: tuple) -> None:
+    """The seed, budget and cardinality sections each say why they have no runs."""
+    text, page = default[1], default[3]
+    assert page.studies.error == "MLflow not used in this test"
+    for section in ("## Repeated seeds", "## Accuracy against training budget", "## ResNeXt: accuracy against"):
+        assert page.studies.error in text.split(section)[1].split("\n## ")[0]
+
+
+def budget_runs() -> list[dict[str, Any]]:
+    """Each family at 2 and 4 epochs on the (unknown) machine of the constructed project; ResNeXt leads only at 4."""
+    accuracy = {"vgg": (0.70, 0.80), "resnet": (0.66, 0.78), "resnext": (0.60, 0.82)}
+    return [mlflow_run(f, 0, acc) | {"run_id": f"{f}-{epochs}", "epochs": epochs, "train_seconds": 25.0 * epochs,
+                                     "train_images_per_second": 72.0, "machine": "unknown machine"}
+            for f, values in accuracy.items() for epochs, acc in zip((2, 4), values)]
+
+
+def test_the_rendered_page_matches_the_golden_file(tmp_path: Path) -> None:
+    """The wording of the whole page, for a constructed project with seeds, budgets and cardinalities.
+
+    The other tests check facts; this one shows a rewording in review as a diff of ``tests/golden/comparison.md``.
+    After an intended change, regenerate it with ``CONVBENCH_UPDATE_GOLDEN=1 pytest tests/test_report.py -k golden``
+    and commit the file. The page is deterministic: no date, and the commit, torch and platform are injected.
+    """
+    write_lock(tmp_path)
+    runs = budget_runs() + cardinality_runs() + [mlflow_run(f, seed, 0.8 + 0.01 * seed + 0.02 * k)
+                                                 for k, f in enumerate(("vgg", "resnet")) for seed in (0, 1, 2)]
+    text, page = build(tmp_path, Runs(runs))
+    assert render(page) == text
+    if os.environ.get("CONVBENCH_UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "the page changed; see this test's docstring to regenerate the golden file"
 
 
 def test_missing_metrics_is_a_one_line_error_naming_the_stage(tmp_path: Path) -> None:

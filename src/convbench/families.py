@@ -73,6 +73,7 @@ class VGGConfig:
     """
 
     DISPLAY_NAME: ClassVar[str] = "VGG"
+    DESCRIPTION: ClassVar[str] = "a plain stack of convolutions without shortcuts"
 
     depth: int = 11
     config: ConfigName | None = None
@@ -123,6 +124,7 @@ class ResNetConfig:
     """
 
     DISPLAY_NAME: ClassVar[str] = "ResNet"
+    DESCRIPTION: ClassVar[str] = "residual blocks of dense convolutions"
 
     depth: int = 18
     stem: Stem = "pool"
@@ -170,6 +172,7 @@ class ResNeXtConfig:
     """
 
     DISPLAY_NAME: ClassVar[str] = "ResNeXt"
+    DESCRIPTION: ClassVar[str] = "residual blocks of grouped convolutions"
 
     depth: int = 20
     cardinality: int = 4
@@ -251,6 +254,10 @@ FamilyConfig = VGGConfig | ResNetConfig | ResNeXtConfig
 CONFIGS: dict[str, type[FamilyConfig]] = {"vgg": VGGConfig, "resnet": ResNetConfig, "resnext": ResNeXtConfig}
 FAMILIES: tuple[str, ...] = tuple(CONFIGS)
 """The one list of model families, in report order."""
+GROUPED = "resnext"
+"""The family with grouped convolutions (cardinality C): the report's cardinality study and architecture discussion."""
+DENSE = "resnet"
+"""The residual family with dense convolutions: the like-for-like comparison for :data:`GROUPED`."""
 
 
 def model_config(family: str, **section: Any) -> FamilyConfig:

@@ -2,7 +2,8 @@
 
 - :mod:`.evaluate`: the ``evaluate`` stage (metrics, per-image predictions, speed).
 - :mod:`.stats`: percentile bootstrap and McNemar's exact test.
-- :mod:`.report`, :mod:`.discussion`, :mod:`.markdown`: reports/comparison.md (figures: :mod:`convbench.figures`).
+- :mod:`.report`, :mod:`.discussion`, :mod:`.markdown`: reports/comparison.md, facts worded by
+  ``templates/comparison.md.j2`` (figures: :mod:`convbench.figures`).
 - :mod:`.results`, :mod:`.provenance`, :mod:`.studies`: what the report reads (files, dvc.lock/git, reports/runs.json).
 - :mod:`.predict`: ``convbench predict``.
 """

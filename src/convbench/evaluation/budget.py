@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from convbench.evaluation.studies import BudgetPoint, SeedPair, seed_pair, seed_verdict
+from convbench.evaluation.studies import BudgetPoint, SeedPair, SeedVerdict, seed_pair, seed_verdict
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class BudgetRank:
     order: list[BudgetPoint]
     margin: float | None
     pair: SeedPair | None
-    verdict: str | None
+    verdict: SeedVerdict | None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Number formatting and pipe tables that read the same on GitHub and in a plain text viewer."""
+"""Number formatting and the cells of the pipe tables that the report template draws."""
 
 from __future__ import annotations
 
@@ -59,12 +59,16 @@ def p_value(value: float) -> str:
     return f"{value:.2e}" if value < 1e-4 else f"{value:.4g}"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
-    """A pipe table; ``align`` is one of ``l``/``r`` per column (default: first left, rest right)."""
-    align = align or "l" + "r" * (len(headers) - 1)
-    rule = ["---" if a == "l" else "---:" for a in align]
-    lines = [headers, rule, *rows]
-    return "\n".join("| " + " | ".join(str(c) for c in line) + " |" for line in lines)
+def yes(value: object) -> str:
+    return "yes" if value else "no"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A pipe table's header and formatted cells (the template draws it: first column left, the rest right)."""
+
+    headers: list[str]
+    rows: list[list[str]]
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,25 @@ All numbers come from files: what the train and evaluate stages write (so a DVC
 run-cache restore, which skips the scripts, still gives a correct report), and
 ``reports/runs.json``, the ``runs`` stage's summary of the MLflow runs of other
 seeds and other cardinalities (see :mod:`convbench.evaluation.studies`).
+
+The page is facts and one template: this module and :mod:`.discussion` compute a
+:class:`Page` (tables, numbers and verdicts as enums, figures drawn on the way),
+and :func:`render` words it with ``templates/comparison.md.j2``, which holds
+every sentence: a rewording changes the template only.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import platform
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 import pandas as pd
 import torch
@@ -24,12 +33,14 @@ from convbench.data.format import Cache, load_cache
 from convbench.files import atomic_write_bytes
 from convbench.evaluation import budget, discussion, provenance
 from convbench.evaluation import markdown as md
+from convbench.evaluation.budget import BudgetRank, Crossing
 from convbench.evaluation.results import FamilyResult, load_results
 from convbench.evaluation.studies import (
-    COMPLEXITY_TOLERANCE, BudgetPoint, Runs, SeedPair, SeedStats, Trend, budget_points, cardinality_groups,
-    cardinality_trend, machine_label, seed_pair, seed_runs, seed_stats, seed_verdict,
+    COMPLEXITY_TOLERANCE, BudgetPoint, CardinalityGroup, Runs, SeedPair, SeedStats, SeedVerdict, Trend,
+    budget_points, cardinality_groups, cardinality_trend, machine_label, seed_pair, seed_runs, seed_stats,
+    seed_verdict,
 )
-from convbench.families import FAMILIES
+from convbench.families import CONFIGS, DENSE, FAMILIES, GROUPED
 from convbench.params import Params
 from convbench.paths import Layout
 
@@ -37,16 +48,12 @@ GALLERY_SIZE = 16
 """Misclassified images shown per model: the most confident mistakes."""
 GALLERY_COLUMNS = 8
 """Images per row of the gallery."""
-SWEEP_COMMAND = "convbench recipe cardinality --queue && dvc queue start -j 1"
-BUDGET_COMMAND = "convbench recipe budget --queue && dvc queue start -j 1"
 BUDGET_TARGETS = (0.80, 0.85)
 """Accuracies whose time to reach the budget section reads off each family's line (plus the lowest family's best)."""
 TIME_MISMATCH = 0.15
 """Relative time per image beyond this from the relative MACs: matched MACs are not matched time."""
-SEED_COMMAND = "dvc exp run --queue -S train.seed=1,2 && dvc queue start -j 1"
-VERDICTS = {"architecture": "architecture difference", "consistent": "same order, not significant",
-            "noise": "within seed noise"}
-"""How :func:`~convbench.evaluation.studies.seed_verdict`'s answers read in the report."""
+MAC_BAND = 0.25
+"""Like-for-like cost: the costliest model's forward MACs at most this fraction above the cheapest's."""
 
 
 def family_configs(params: Params) -> dict[str, dict[str, Any]]:
@@ -70,6 +77,20 @@ def seconds_to_reach(history: pd.DataFrame | None, threshold: float | None) -> f
     reached = history["val_accuracy"] >= threshold
     return float(history["seconds"].cumsum()[reached].iloc[0]) if reached.any() else None
 
+
+def inference(result: FamilyResult) -> dict[str, Any]:
+    """How inference was timed: batch_size, latency_runs, device, precision, channels_last, threads (None: unknown)."""
+    timing = result.metric("inference") or {}
+    return {k: timing.get(k) for k in ("batch_size", "latency_runs", "device", "precision", "channels_last",
+                                       "threads")}
+
+
+def machine(result: Any) -> str:
+    """What trained ``result`` (a FamilyResult, or anything with its ``train`` dict)."""
+    return machine_label(result.train.get("machine", {}))
+
+
+# -- summary -----------------------------------------------------------------------------------------
 
 def summary_columns(seeds: dict[str, int], tta: bool = False) -> list[md.Column]:
     """The columns a reader compares: accuracy (single view, TTA), its interval, seeds, size, cost and speed.
@@ -116,164 +137,198 @@ def _ranked(key: str) -> Any:
     return lambda r: r.metric(r.test_key, key)
 
 
-def summary_section(results: Sequence[FamilyResult], label_smoothing: float, seeds: dict[str, int]) -> list[str]:
-    threshold = accuracy_threshold(results)
-    tta = any(r.metric("test_tta") for r in results)
-    summary, detail = summary_columns(seeds, tta), detail_columns(threshold, tta)
-    smoothing = (f"; the learning curves below show the training objective (label smoothing {label_smoothing:g}), "
-                 "so their losses are higher" if label_smoothing > 0 else "")
-    first = results[0]
-    inference = first.metric("inference") or {}
-    return [
-        "## Summary", "",
-        md.table(["Model", *(c.header for c in summary)], md.compare_rows(results, lambda r: r.name, summary)), "",
-        md.table(["Model details", *(c.header for c in detail)], md.compare_rows(results, lambda r: r.name, detail)),
-        "",
-        "Best value of each column in **bold** (lower is better for losses, size, compute, time and latency). "
-        f"Losses are plain cross-entropy of the restored best weights, computed in fp32{smoothing}. "
-        f"{ranking_note(results)} {mac_note(results)} "
-        "The 95 % CI is a percentile bootstrap of that accuracy over the test images. "
-        f"Throughput: batch {inference.get('batch_size', md.MISSING)}, latency: median of "
-        f"{inference.get('latency_runs', md.MISSING)} single-image runs, both on {inference.get('device', md.MISSING)} "
-        f"in {inference.get('precision', md.MISSING)}"
-        f"{' with channels_last' if inference.get('channels_last') else ''}, normalisation included. "
-        f"Training times are from {_machine(first)}; they compare only with times from the same machine."
-        + ("" if threshold is None else
-           f" Time to {md.pct(threshold, 1)} val: training wall-clock seconds, validation passes included, until the "
-           "first epoch whose validation accuracy reached the lowest final validation accuracy of the models "
-           "minus 2 points (see Time to accuracy)."), "",
-    ]
+@dataclass(frozen=True)
+class MacCost:
+    """Whether the models cost the same per image: the costliest against the cheapest in forward MACs."""
+
+    high: str
+    low: str
+    ratio: float
+    band: float = MAC_BAND
+
+    @property
+    def matched(self) -> bool:
+        return self.ratio <= 1 + self.band
 
 
-MAC_BAND = 0.25
-"""Like-for-like cost: the costliest model's forward MACs at most this fraction above the cheapest's."""
-
-
-def mac_note(results: Sequence[FamilyResult]) -> str:
-    """Whether the models cost the same per image: the MAC ratio of the costliest to the cheapest."""
+def mac_cost(results: Sequence[FamilyResult]) -> MacCost | None:
+    """None with fewer than two models with MACs."""
     macs = {r.name: r.metric("macs") for r in results if r.metric("macs")}
     if len(macs) < 2:
-        return ""
+        return None
     high, low = max(macs, key=macs.get), min(macs, key=macs.get)
-    ratio = macs[high] / macs[low]
-    verdict = (f"within {MAC_BAND:.0%} of each other, so the comparison is at matched cost" if ratio <= 1 + MAC_BAND
-               else f"not within {MAC_BAND:.0%} of each other, so accuracy differences also reflect cost")
-    return f"Forward MACs per image: {high} needs {ratio:.2f}x those of {low}; the models are {verdict}."
+    return MacCost(high, low, macs[high] / macs[low])
 
 
-def ranking_note(results: Sequence[FamilyResult]) -> str:
-    """Which test predictions the report ranks by: test-time augmentation or the single view."""
+@dataclass(frozen=True)
+class Summary:
+    """The two tables and what the notes under them need: ranking, cost match, how speed was measured."""
+
+    table: md.Table
+    details: md.Table
+    label_smoothing: float
+    ranked_by_tta: bool
+    tta_shown: bool
+    tta_views: int | None
+    tta_mode: str | None
+    cost: MacCost | None
+    inference: dict[str, Any]
+    machine: str
+    threshold: float | None
+
+
+def summary(results: Sequence[FamilyResult], label_smoothing: float, seeds: dict[str, int]) -> Summary:
+    threshold = accuracy_threshold(results)
+    tta = any(r.metric("test_tta") for r in results)
+    columns, details = summary_columns(seeds, tta), detail_columns(threshold, tta)
     first = results[0]
-    if first.ranked_by == "plain":
-        tta = " (TTA columns: test-time augmentation, shown but not ranked by)" if first.metric("test_tta") else ""
-        return (f"The report ranks by single-view test accuracy{tta}; the CI, macro-F1, McNemar tests, "
-                "confusion matrices, per-class scores and mistakes below are those of the single-view predictions.")
-    views = first.metric("tta", "views") or md.MISSING
-    return (f"The report ranks by **TTA acc**: test-time augmentation, the softmax of logits averaged over {views} "
-            f"views of each image ({first.metric('tta', 'mode')}: mirrored and, with translate, shifted by one "
-            "pixel); the CI, macro-F1, McNemar tests, confusion matrices, per-class scores and mistakes below "
-            "are those of the TTA predictions. Test acc is a single view, the score the seed and cardinality "
-            "studies compare.")
+    return Summary(
+        md.Table(["Model", *(c.header for c in columns)], md.compare_rows(results, lambda r: r.name, columns)),
+        md.Table(["Model details", *(c.header for c in details)], md.compare_rows(results, lambda r: r.name, details)),
+        label_smoothing, first.ranked_by == "tta", bool(first.metric("test_tta")), first.metric("tta", "views"),
+        first.metric("tta", "mode"), mac_cost(results),
+        inference(first), machine(first), threshold)
 
 
-def _figure(title: str, name: str) -> str:
-    return f"![{title}](figures/{name})"
+# -- figures and per-model sections ------------------------------------------------------------------
 
-
-def curves_section(results: Sequence[FamilyResult], figdir: Path) -> list[str]:
+def learning_curves(results: Sequence[FamilyResult], figdir: Path) -> bool:
+    """Draw the learning curves; False (nothing drawn) without any history file."""
     with_history = [r for r in results if r.history is not None]
-    lines = ["## Learning curves", ""]
     if not with_history:
-        return lines + ["No training history files (reports/train/<family>_history.csv) were found.", ""]
+        return False
     figures.learning_curves(
         {r.name: {c: r.history[c].tolist() for c in r.history.columns} for r in with_history},
         {r.name: int(r.metric("best_epoch")) for r in with_history if r.metric("best_epoch") is not None},
         figdir / "learning_curves.png",
     )
-    return lines + [_figure("Loss and accuracy per epoch, train and validation, all models", "learning_curves.png"),
-                    "", "Dashed: training (augmented batches), solid: validation; the dot marks the epoch whose "
-                    "weights were restored and evaluated.", ""]
+    return True
 
 
-def time_section(results: Sequence[FamilyResult], figdir: Path) -> list[str]:
+@dataclass(frozen=True)
+class TimeToAccuracy:
+    """The threshold every model reaches and the first model to reach it (None where none did)."""
+
+    threshold: float
+    first: discussion.Extreme | None
+
+
+def time_to_accuracy(results: Sequence[FamilyResult], figdir: Path) -> TimeToAccuracy | None:
+    """None without histories."""
     threshold = accuracy_threshold(results)
-    with_history = [r for r in results if r.history is not None]
     if threshold is None:
-        return []
+        return None
+    with_history = [r for r in results if r.history is not None]
     figures.time_to_accuracy(
         {r.name: (r.history["seconds"].cumsum().tolist(), r.history["val_accuracy"].tolist()) for r in with_history},
         threshold, figdir / "time_to_accuracy.png",
     )
-    reach = {r.name: seconds_to_reach(r.history, threshold) for r in with_history}
-    ranked = sorted((t, n) for n, t in reach.items() if t is not None)
-    lead = (f" **{ranked[0][1]}** got there first ({md.seconds(ranked[0][0])})." if ranked else "")
-    return ["## Time to accuracy", "",
-            _figure("Validation accuracy against training wall-clock seconds", "time_to_accuracy.png"), "",
-            f"One point per epoch, at the wall-clock seconds elapsed when its validation pass ended. The dashed line "
-            f"is {md.pct(threshold, 1)}, the lowest final validation accuracy minus 2 points.{lead} Time measured on "
-            "this run's machine; compare it only with runs on the same hardware.", ""]
+    reach = [discussion.Extreme(r.name, t) for r in with_history
+             if (t := seconds_to_reach(r.history, threshold)) is not None]
+    return TimeToAccuracy(threshold, min(reach, key=lambda e: e.value) if reach else None)
 
 
-def confusion_section(results: Sequence[FamilyResult], figdir: Path) -> list[str]:
+@dataclass(frozen=True)
+class PerClass:
+    """Per-class recall of every model, the best per class in bold, and the hardest class on average."""
+
+    table: md.Table
+    hardest: str
+    hardest_mean: float
+
+
+def per_class(results: Sequence[FamilyResult], figdir: Path) -> PerClass:
     figures.confusion_figure({r.name: r.confusion for r in results}, results[0].classes, figdir / "confusion.png")
-    return ["## Confusion matrices (test set)", "",
-            _figure("Confusion matrices of all models on the test set", "confusion.png"), "",
-            "Rows are true classes, columns predictions; cells show counts, colour the share of the true class.", ""]
-
-
-def per_class_section(results: Sequence[FamilyResult], figdir: Path) -> list[str]:
     classes = results[0].classes
     recall = {r.name: [c["recall"] for c in r.per_class] for r in results}
     rows = [[name, *md.mark_best([values[k] for values in recall.values()], md.pct, "higher")]
             for k, name in enumerate(classes)]
     figures.per_class_bars(recall, classes, figdir / "per_class.png")
-    hardest = min(range(len(classes)), key=lambda k: float(np.mean([v[k] for v in recall.values()])))
-    return ["## Per-class accuracy (test set)", "",
-            md.table(["Class", *recall], rows), "",
-            _figure("Per-class test accuracy of every model", "per_class.png"), "",
-            f"Per-class accuracy is the recall of that class; the best model per class is in bold. "
-            f"The hardest class on average is **{classes[hardest]}** "
-            f"({md.pct(float(np.mean([v[hardest] for v in recall.values()])))} over the models).", ""]
+    means = [float(np.mean([v[k] for v in recall.values()])) for k in range(len(classes))]
+    hardest = min(range(len(classes)), key=lambda k: means[k])
+    return PerClass(md.Table(["Class", *recall], rows), classes[hardest], means[hardest])
 
 
-def gallery_section(results: Sequence[FamilyResult], cache: Cache | None, figdir: Path) -> list[str]:
-    lines = ["## Misclassified test images", ""]
+@dataclass(frozen=True)
+class Mistakes:
+    """One model's wrong test images and how many of the most confident ones its figure shows."""
+
+    name: str
+    wrong: int
+    total: int
+    shown: int
+    figure: str
+
+
+def gallery(results: Sequence[FamilyResult], cache: Cache | None, figdir: Path) -> list[Mistakes] | None:
+    """Draw each model's most confident mistakes; None without the image cache."""
     if cache is None:
-        return lines + ["data/cache.pt is not available, so the images cannot be shown (run `dvc pull` or "
-                        "`dvc repro cache`).", ""]
+        return None
+    found = []
     for r in results:
         pred, prob = r.pred_columns
         wrong = r.predictions[r.predictions["label"] != r.predictions[pred]]
-        if wrong.empty:
-            lines += [f"**{r.name}** classified all {len(r.predictions):,} test images correctly.", ""]
-            continue
+        name = f"misclassified_{r.family}.png"
         shown = wrong.sort_values([prob, "index"], ascending=[False, True]).head(GALLERY_SIZE)
+        found.append(Mistakes(r.name, len(wrong), len(r.predictions), len(shown), name))
+        if wrong.empty:
+            continue
         images = cache.images[torch.tensor(shown["index"].tolist(), dtype=torch.long)].numpy().transpose(0, 2, 3, 1)
         captions = [f"{r.classes[t]} → {r.classes[p]}\n{100 * q:.0f} %"
                     for t, p, q in zip(shown["label"], shown[pred], shown[prob])]
         rows = [slice(k, k + GALLERY_COLUMNS) for k in range(0, len(shown), GALLERY_COLUMNS)]
-        name = f"misclassified_{r.family}.png"
         figures.image_grid([images[s] for s in rows], figdir / name, captions=[captions[s] for s in rows],
                            title=f"{r.name}: most confident mistakes (true → predicted, confidence)")
-        lines += [f"**{r.name}** got {len(wrong):,} of {len(r.predictions):,} test images wrong "
-                  f"({md.pct(len(wrong) / max(1, len(r.predictions)))}); the {len(shown)} most confident mistakes:", "",
-                  _figure(f"{r.name} misclassified test images", name), ""]
-    return lines
+    return found
 
 
-def seeds_section(results: Sequence[FamilyResult], runs: Runs, params: Params) -> list[str]:
+# -- studies: seeds, budgets, cardinality (reports/runs.json) ----------------------------------------
+
+@dataclass(frozen=True)
+class SeedComparison:
+    """Two families compared seed by seed, and what the seeds say (None with fewer than two shared seeds)."""
+
+    a: str
+    b: str
+    pair: SeedPair
+    verdict: SeedVerdict | None
+
+    @property
+    def leader(self) -> str:
+        return self.a if self.pair.mean_difference >= 0 else self.b
+
+    @property
+    def other(self) -> str:
+        return self.b if self.leader == self.a else self.a
+
+    @property
+    def ahead(self) -> int:
+        """Seeds in which the leader was ahead."""
+        return self.pair.a_ahead if self.leader == self.a else self.pair.b_ahead
+
+
+@dataclass(frozen=True)
+class Seeds:
     """Test accuracy over repeated seeds per family, and each pair compared seed by seed."""
-    lines = ["## Repeated seeds", ""]
-    how = (f"Add seeds with `{SEED_COMMAND}` (or `dvc exp run -S train.seed=N`), then `dvc repro`: the report "
-           "groups every finished MLflow run with this workspace's data, recipe and model params by seed.")
-    if runs.error:
-        return lines + [f"MLflow runs could not be read: {runs.error}. {how}", ""]
+
+    counts: dict[str, int]
+    """Family -> seeds found at this workspace's model and budget."""
+    table: md.Table | None
+    """None while every model has one seed at most."""
+    comparisons: list[SeedComparison]
+    """Every pair with a shared seed."""
+
+    @property
+    def tested(self) -> list[SeedComparison]:
+        """The pairs the seeds give a verdict on."""
+        return [c for c in self.comparisons if c.verdict is not None]
+
+
+def seeds(results: Sequence[FamilyResult], runs: Runs, params: Params) -> Seeds:
     per_family = {r.family: seed_runs(runs, params, r.family) for r in results}
-    if all(len(v) < 2 for v in per_family.values()):
-        return lines + ["Every model has been trained with one seed only, so the ranking above rests on one "
-                        "training each: McNemar's test says whether these trained models differ on the test "
-                        "set, not whether the architectures do (another seed can reorder close models). "
-                        + how, ""]
+    counts = {f: len(v) for f, v in per_family.items()}
+    if all(n < 2 for n in counts.values()):
+        return Seeds(counts, None, [])
     rows = []
     for r in results:
         chosen = per_family[r.family]
@@ -284,72 +339,136 @@ def seeds_section(results: Sequence[FamilyResult], runs: Runs, params: Params) -
         rows.append([r.name, str(st.n), f"{md.pct(st.mean)} ± {md.pct(st.sd) if st.sd is not None else md.MISSING}",
                      f"{md.pct(st.ci[0])} – {md.pct(st.ci[1])}" if st.ci else md.MISSING,
                      f"{md.pct(st.low)} – {md.pct(st.high)}", ", ".join(str(x["seed"]) for x in chosen)])
-    lines += [md.table(["Model over seeds", "Seeds n", "Mean ± sd", "95 % CI of the mean (t)", "Min – max", "Seeds"], rows), ""]
-    pair_rows = []
-    for a, b, pair in seed_pairs(results, runs, params):
-        if pair.seeds == 0:
-            continue
-        leader, ahead = (a, pair.a_ahead) if pair.mean_difference >= 0 else (b, pair.b_ahead)
-        pair_rows.append([f"{a} vs {b}", str(pair.seeds),
-                          f"{leader} ahead in {ahead} of {pair.seeds}",
-                          f"{100 * pair.mean_difference:+.2f} points",
-                          md.MISSING if pair.p_value is None else md.p_value(pair.p_value),
-                          VERDICTS.get(seed_verdict(pair), md.MISSING)])
-    lines += [md.table(["Pair", "Shared seeds", "Same order", "Mean difference (A − B)", "Paired t-test p",
-                        "Verdict"], pair_rows), "",
-              "The t interval and the paired t-test treat seeds as independent draws of the training noise; with "
-              "few seeds they are wide and the test has little power. A pair ordered the same way in every seed "
-              "with p < 0.05 is an architecture difference at this recipe; one whose order changed between seeds "
-              "is within seed noise; one in the same order every time with p >= 0.05 needs more seeds. "
-              "McNemar's test above compares this workspace's seed only.", ""]
-    return lines
+    table = md.Table(["Model over seeds", "Seeds n", "Mean ± sd", "95 % CI of the mean (t)", "Min – max", "Seeds"],
+                     rows)
+    comparisons = [SeedComparison(a.name, b.name, p, seed_verdict(p))
+                   for i, a in enumerate(results) for b in results[i + 1:]
+                   if (p := seed_pair(per_family[a.family], per_family[b.family])).seeds > 0]
+    return Seeds(counts, table, comparisons)
 
 
-def seed_pairs(results: Sequence[FamilyResult], runs: Runs, params: Params) -> list[tuple[str, str, SeedPair]]:
-    """Every pair of evaluated families compared seed by seed, as (name A, name B, pair)."""
-    per_family = {r.family: seed_runs(runs, params, r.family) for r in results}
-    return [(a.name, b.name, seed_pair(per_family[a.family], per_family[b.family]))
-            for i, a in enumerate(results) for b in results[i + 1:]]
+@dataclass(frozen=True)
+class Headline:
+    """The ranking at every other budget measured on this machine, for the Discussion; whether it changes."""
+
+    others: list[BudgetRank]
+    changes: bool
 
 
-def seed_discussion(results: Sequence[FamilyResult], runs: Runs, params: Params) -> list[str]:
-    """The ranking's verdict over seeds, for the Discussion: which orderings survive training noise."""
-    tested = [(a, b, pair) for a, b, pair in seed_pairs(results, runs, params) if seed_verdict(pair)]
-    if runs.error or not tested:
-        return ["Each model was trained with one seed here (or the MLflow runs could not be read), so the "
-                "McNemar tests above compare trained models, not architectures; see Repeated seeds.", ""]
-    lines = ["Over repeated seeds (section Repeated seeds), which is what separates the architectures from "
-             "training noise:", ""]
-    for a, b, pair in tested:
-        leader, ahead = (a, pair.a_ahead) if pair.mean_difference >= 0 else (b, pair.b_ahead)
-        other = b if leader == a else a
-        verdict = seed_verdict(pair)
-        lines.append(f"- {leader} over {other}: ahead in {ahead} of {pair.seeds} seeds, by "
-                     f"{100 * abs(pair.mean_difference):.2f} points on average (paired t-test p = "
-                     f"{md.p_value(pair.p_value)}): "
-                     + {"architecture": f"**an architecture difference at this recipe and {params.train.epochs} "
-                                        "epochs**.",
-                        "consistent": f"the same order every time, but {pair.seeds} seeds are too few for the test "
-                                      "to rule out seed noise: **not established yet**.",
-                        "noise": "the order changed between seeds: **within seed noise**."}[verdict])
-    return lines + [""]
+def budget_headline(results: Sequence[Any], runs: Runs, params: Params) -> Headline | None:
+    """None without other budgets."""
+    names = {r.family for r in results}
+    here = machine(results[0])
+    points = [p for p in budget_points(runs, params) if p.family in names and p.machine == here]
+    ranked = budget.ranks(points, params.evaluate.rank_by == "tta")
+    others = [r for r in ranked if r.epochs != params.train.epochs]
+    return Headline(others, bool(budget.crossings(ranked))) if others else None
 
 
-def cardinality_section(runs: Runs, params: Params, figdir: Path) -> list[str]:
-    """ResNeXt accuracy against cardinality at (ideally) fixed complexity, seeds aggregated, with a trend test."""
-    lines = ["## ResNeXt: accuracy against cardinality at fixed complexity", ""]
-    resnext = params.models["resnext"]
-    how = (f"To measure it, keep `resnext.base_width: auto` (it keeps the parameter count of "
-           f"`complexity_of`, as Table 3 of the ResNeXt paper does) and queue one run per cardinality "
-           f"(`{SWEEP_COMMAND}`), then `dvc repro`. Runs are read from MLflow: finished, with a test accuracy, "
-           "and the same data, recipe and other ResNeXt params as this workspace.")
-    if runs.error:
-        return lines + [f"MLflow runs could not be read: {runs.error}. {how}", ""]
+@dataclass(frozen=True)
+class BudgetStudy:
+    """Accuracy against training budget on the machine that trained the workspace's models.
+
+    ``table`` is None with fewer than two budgets measured there; the other facts are then empty.
+    """
+
+    here: str
+    tta: bool
+    epochs: list[int]
+    """The budgets measured on ``here``."""
+    table: md.Table | None = None
+    ranks: list[BudgetRank] | None = None
+    crossings: list[Crossing] | None = None
+    front: list[BudgetPoint] | None = None
+    reach: md.Table | None = None
+
+
+def _stats(st: SeedStats | None) -> str:
+    if st is None:
+        return md.MISSING
+    return md.pct(st.mean) + (f" ± {md.pct(st.sd)}" if st.sd is not None else "")
+
+
+def budget_study(results: Sequence[Any], runs: Runs, params: Params, figdir: Path) -> BudgetStudy:
+    """The table, the figure, the ranking at each budget, the Pareto front and the time to reach targets."""
+    names = {r.family: r.name for r in results}
+    tta = params.evaluate.rank_by == "tta"
+    points = [p for p in budget_points(runs, params) if p.family in names]
+    here = machine(results[0])
+    local = [p for p in points if p.machine == here]
+    epochs = sorted({p.epochs for p in local})
+    if len(epochs) < 2:
+        return BudgetStudy(here, tta, epochs)
+    machines = len({q.machine for q in points}) > 1
+    rows = [[names[p.family], str(p.epochs), md.seconds(p.seconds),
+             md.MISSING if p.compute is None else f"{p.compute / 1e12:,.1f} T", _stats(p.test), _stats(p.tta),
+             str(p.test.n)] + ([p.machine] if machines else [])
+            for p in points]
+    headers = ["Model", "Epochs", "Train time", "Train compute (MACs)", "Test acc (mean ± sd)", "TTA acc (mean ± sd)",
+               "Seeds"] + (["Machine"] if machines else [])
+    series: dict[str, list[dict[str, float | None]]] = {}
+    for p in points:
+        label = names[p.family] + ("" if p.machine == here else f" ({p.machine})")
+        series.setdefault(label, []).append({"seconds": p.seconds, "compute": p.compute, "epochs": p.epochs,
+                                             "mean": p.accuracy(tta).mean, "sd": p.accuracy(tta).sd})
+    figures.budget_plot(series, figdir / "budget.png")
+    ranked = budget.ranks(local, tta)
+    families = sorted({p.family for p in local}, key=list(names).index)
+    by_family = {f: [p for p in local if p.family == f] for f in families}
+    lowest_best = round(min(max(p.accuracy(tta).mean for p in by_family[f]) for f in families), 4)
+    targets = sorted({*BUDGET_TARGETS, lowest_best})
+    reach = [[names[f], *(md.seconds(s) if (s := budget.seconds_to(by_family[f], t, tta)) is not None
+                          else "not reached" for t in targets)] for f in families]
+    reach_headers = ["Seconds to reach", *(md.pct(t) + (" (lowest family's best)" if t == lowest_best else "")
+                                           for t in targets)]
+    return BudgetStudy(here, tta, epochs, md.Table(headers, rows), ranked, budget.crossings(ranked),
+                       budget.pareto_front(local, tta), md.Table(reach_headers, reach))
+
+
+class TrendVerdict(enum.Enum):
+    """Whether the grouped family's paper claim (accuracy rises with cardinality at fixed complexity) holds here."""
+
+    TOO_FEW_SETTINGS = "too few settings"
+    NO_INTERVAL = "no interval"
+    HOLDS = "holds"
+    OPPOSITE = "opposite"
+    UNRESOLVED = "unresolved"
+
+
+def trend_verdict(trend: Trend | None) -> TrendVerdict:
+    if trend is None:
+        return TrendVerdict.TOO_FEW_SETTINGS
+    if trend.ci is None:
+        return TrendVerdict.NO_INTERVAL
+    if trend.ci[0] > 0:
+        return TrendVerdict.HOLDS
+    return TrendVerdict.OPPOSITE if trend.ci[1] < 0 else TrendVerdict.UNRESOLVED
+
+
+@dataclass(frozen=True)
+class CardinalityStudy:
+    """Accuracy against cardinality at (ideally) fixed complexity, seeds aggregated, with a trend test.
+
+    ``table`` is None with fewer than two settings (``found`` names them).
+    """
+
+    found: list[str]
+    table: md.Table | None
+    off: list[CardinalityGroup]
+    """Settings whose parameter count is beyond ``tolerance`` of the baseline's."""
+    baseline: CardinalityGroup | None
+    trend: Trend | None
+    verdict: TrendVerdict
+    tolerance: float = COMPLEXITY_TOLERANCE
+
+
+def cardinality_study(runs: Runs, params: Params, figdir: Path) -> CardinalityStudy:
     groups = cardinality_groups(runs, params)
+    found = [f"{g.cardinality}x{g.base_width}d" for g in groups]
     if len(groups) < 2:
-        found = ", ".join(f"{g.cardinality}x{g.base_width}d" for g in groups) or "none"
-        return lines + [f"Fewer than two comparable cardinalities are in MLflow (found: {found}). {how}", ""]
-    baseline = next((g for g in groups if (g.cardinality, g.base_width) == (resnext.cardinality, resnext.base_width)),
+        return CardinalityStudy(found, None, [], None, None, TrendVerdict.TOO_FEW_SETTINGS)
+    config = params.models[GROUPED]
+    baseline = next((g for g in groups if (g.cardinality, g.base_width) == (config.cardinality, config.base_width)),
                     groups[0])
     rows = []
     for g in groups:
@@ -363,142 +482,56 @@ def cardinality_section(runs: Runs, params: Params, figdir: Path) -> list[str]:
         [{"cardinality": g.cardinality, "base_width": g.base_width, "mean": g.accuracy.mean, "sd": g.accuracy.sd,
           "params_ratio": (g.params / baseline.params) if g.params and baseline.params else None} for g in groups],
         figdir / "cardinality.png")
-    lines += [md.table(["Cardinality C", "Base width d", "Params", "× baseline", "MACs", "× baseline", "Seeds",
-                        "Test acc (mean ± sd)", "Train time"], rows), "",
-              _figure("ResNeXt test accuracy against cardinality", "cardinality.png"), ""]
+    table = md.Table(["Cardinality C", "Base width d", "Params", "× baseline", "MACs", "× baseline", "Seeds",
+                      "Test acc (mean ± sd)", "Train time"], rows)
     off = [g for g in groups if g.params and baseline.params
            and abs(g.params / baseline.params - 1) > COMPLEXITY_TOLERANCE]
-    if off:
-        lines += ["**Complexity did not stay fixed** for " + ", ".join(
-            f"C={g.cardinality} ({g.params / baseline.params:.2f}x the baseline's parameters)" for g in off)
-            + f": beyond ±{COMPLEXITY_TOLERANCE:.0%}, its accuracy also reflects its size, not only its "
-              "cardinality.", ""]
-    return lines + [_trend_verdict(cardinality_trend(groups)), ""]
+    trend = cardinality_trend(groups)
+    return CardinalityStudy(found, table, off, baseline, trend, trend_verdict(trend))
 
 
-def _trend_verdict(trend: Trend | None) -> str:
-    """Whether the paper's claim (accuracy rises with cardinality at equal complexity) holds here."""
-    claim = "The ResNeXt paper's Table 3 finds accuracy rising with cardinality at fixed complexity."
-    if trend is None:
-        return f"{claim} Too few settings here to fit a trend."
-    slope = f"{100 * trend.slope:+.2f} points per doubling of C over {trend.points} run(s)"
-    if trend.ci is None:
-        return (f"{claim} Here: {slope}; with so few runs, or no spread between them, there is no interval, "
-                "so the trend is not resolved.")
-    interval = f"95 % CI {100 * trend.ci[0]:+.2f} to {100 * trend.ci[1]:+.2f}"
-    if trend.ci[0] > 0:
-        return f"{claim} It holds here: {slope} ({interval})."
-    if trend.ci[1] < 0:
-        return f"{claim} Here the opposite: {slope} ({interval})."
-    return f"{claim} Not resolved here: {slope}, but the {interval} includes no change."
+@dataclass(frozen=True)
+class Studies:
+    """The seed, budget and cardinality studies, from the runs of ``reports/runs.json``.
+
+    Facts about those runs as a whole belong here, beside ``error`` (why they could not be read), so that
+    every study's section can state them (as the template does with ``error``): for instance how many of
+    them the committed file holds that the MLflow store does not.
+    """
+
+    error: str | None
+    seeds: Seeds
+    budget: BudgetStudy
+    cardinality: CardinalityStudy
 
 
-def _stats(st: SeedStats | None) -> str:
-    if st is None:
-        return md.MISSING
-    return md.pct(st.mean) + (f" ± {md.pct(st.sd)}" if st.sd is not None else "")
+# -- cost --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A model whose training time per image is not where its MACs put it, both relative to the base."""
+
+    name: str
+    mac_ratio: float
+    time_ratio: float
 
 
-def _machine(result: FamilyResult) -> str:
-    return machine_label(result.train.get("machine", {}))
+@dataclass(frozen=True)
+class Cost:
+    """Paper cost (parameters, MACs) against hardware cost (measured training img/s), relative to the cheapest."""
+
+    base: str
+    machines: list[str]
+    table: md.Table
+    mismatches: list[Mismatch]
+    tolerance: float = TIME_MISMATCH
 
 
-def budget_section(results: Sequence[FamilyResult], runs: Runs, params: Params, figdir: Path) -> list[str]:
-    """Accuracy against training budget: the table, the figure, the ranking at each budget and the Pareto front."""
-    lines = ["## Accuracy against training budget", ""]
-    how = (f"Add budgets with `{BUDGET_COMMAND}` (2, 8 and 16 epochs) or `dvc exp run -S train.epochs=N`, then "
-           "`dvc repro`: runs that differ from this workspace only in `train.epochs` (and seed) are collected here.")
-    if runs.error:
-        return lines + [f"MLflow runs could not be read: {runs.error}. {how}", ""]
-    names = {r.family: r.name for r in results}
-    tta = params.evaluate.rank_by == "tta"
-    score = "TTA" if tta else "single-view"
-    points = [p for p in budget_points(runs, params) if p.family in names]
-    here = _machine(results[0])
-    local = [p for p in points if p.machine == here]
-    if len({p.epochs for p in local}) < 2:
-        found = ", ".join(sorted({str(p.epochs) for p in local})) or "none"
-        return lines + [f"Fewer than two budgets of these models are in MLflow for {here} (epochs found: {found}). "
-                        + how, ""]
-    rows = [[names[p.family], str(p.epochs), md.seconds(p.seconds),
-             md.MISSING if p.compute is None else f"{p.compute / 1e12:,.1f} T", _stats(p.test), _stats(p.tta),
-             str(p.test.n)] + ([p.machine] if len({q.machine for q in points}) > 1 else [])
-            for p in points]
-    headers = ["Model", "Epochs", "Train time", "Train compute (MACs)", "Test acc (mean ± sd)", "TTA acc (mean ± sd)",
-               "Seeds"] + (["Machine"] if len({q.machine for q in points}) > 1 else [])
-    series: dict[str, list[dict[str, float | None]]] = {}
-    for p in points:
-        label = names[p.family] + ("" if p.machine == here else f" ({p.machine})")
-        series.setdefault(label, []).append({"seconds": p.seconds, "compute": p.compute, "epochs": p.epochs,
-                                             "mean": p.accuracy(tta).mean, "sd": p.accuracy(tta).sd})
-    figures.budget_plot(series, figdir / "budget.png")
-    lines += [f"Times were measured on {here}; training compute is 3 x forward MACs x training images seen. "
-              "Runs from other machines are listed with their machine and drawn as separate lines, never on "
-              "one time axis with these.", "",
-              md.table(headers, rows), "", _figure(f"{score} test accuracy against training time and compute",
-                                                   "budget.png"), ""]
-    return lines + budget_verdict(local, names, tta)
-
-
-def budget_headline(results: Sequence[FamilyResult], runs: Runs, params: Params) -> list[str]:
-    """The ranking at every other budget measured, for the Discussion's headline (empty without other budgets)."""
-    names = {r.family: r.name for r in results}
-    here = _machine(results[0])
-    points = [p for p in budget_points(runs, params) if p.family in names and p.machine == here]
-    ranked = budget.ranks(points, params.evaluate.rank_by == "tta")
-    others = [r for r in ranked if r.epochs != params.train.epochs]
-    if not others:
-        return []
-    flips = budget.crossings(ranked)
-    return ["Other budgets (\"Accuracy against training budget\"): " + "; ".join(
-        f"at {r.epochs} epochs " + " > ".join(names[p.family] for p in r.order) for r in others) + ". "
-        + ("**The ranking depends on the training budget.**" if flips else
-           "The ranking is the same at every budget measured."), ""]
-
-
-def budget_verdict(points: Sequence[BudgetPoint], names: dict[str, str], tta: bool) -> list[str]:
-    """In words: the best family at each budget, where the ranking changes, the Pareto front, time to targets."""
-    score = "TTA" if tta else "single-view"
-    lines = [f"Ranked by {score} test accuracy at each budget:", ""]
-    ranked = budget.ranks(points, tta)
-    for rank in ranked:
-        first, second = rank.order[0], rank.order[1]
-        evidence = (f"; over {rank.pair.seeds} seeds, paired t-test p = {md.p_value(rank.pair.p_value)} "
-                    f"({VERDICTS.get(rank.verdict or '', 'not tested')})" if rank.pair and rank.pair.p_value is not None
-                    else f"; {first.test.n} seed(s): no paired test, so a gap this size may be seed noise")
-        lines.append(f"- {rank.epochs} epochs: " + " > ".join(names[p.family] for p in rank.order)
-                     + f"; {names[first.family]} leads {names[second.family]} by {md.points(rank.margin)}{evidence}.")
-    flips = budget.crossings(ranked)
-    lines.append("")
-    if flips:
-        lines.append("**The ranking depends on the budget**: " + "; ".join(
-            f"{names[c.passer]} passes {names[c.passed]} between {c.low} and {c.high} epochs" for c in flips) + ".")
-    else:
-        lines.append(f"The ranking is the same at every budget measured ({', '.join(str(r.epochs) for r in ranked)} "
-                     "epochs).")
-    front = budget.pareto_front(points, tta)
-    lines += ["", "Pareto front in time (no other run is both faster and more accurate): " + ", ".join(
-        f"{names[p.family]} at {p.epochs} epochs ({md.seconds(p.seconds)}, {md.pct(p.accuracy(tta).mean)})"
-        for p in front) + ".", ""]
-    families = sorted({p.family for p in points}, key=list(names).index)
-    by_family = {f: [p for p in points if p.family == f] for f in families}
-    lowest_best = min(max(p.accuracy(tta).mean for p in by_family[f]) for f in families)
-    targets = sorted({*BUDGET_TARGETS, round(lowest_best, 4)})
-    reach = {f: [budget.seconds_to(by_family[f], t, tta) for t in targets] for f in families}
-    rows = [[names[f], *(md.seconds(s) if s is not None else "not reached" for s in reach[f])] for f in families]
-    lines += [md.table(["Seconds to reach", *(md.pct(t) + (" (lowest family's best)" if t == round(lowest_best, 4)
-                                                         else "") for t in targets)], rows), "",
-              "Read off each family's line: linear between measured budgets in log time; a target below the "
-              "shortest budget's accuracy shows that budget's time.", ""]
-    return lines
-
-
-def cost_section(results: Sequence[FamilyResult]) -> list[str]:
-    """Paper cost (parameters, MACs) against hardware cost (measured training img/s) on the machine that trained."""
-    lines = ["## Paper cost against measured cost", ""]
+def cost(results: Sequence[Any]) -> Cost | None:
+    """None with fewer than two models with MACs and a measured training speed."""
     timed = [r for r in results if r.metric("macs") and r.metric("train_images_per_second")]
     if len(timed) < 2:
-        return lines + ["Too few models with MACs and a measured training speed to compare.", ""]
+        return None
     base = min(timed, key=lambda r: r.metric("macs"))
     rows, mismatched = [], []
     for r in timed:
@@ -508,97 +541,164 @@ def cost_section(results: Sequence[FamilyResult]) -> list[str]:
                      md.rate(r.metric("train_images_per_second")), f"{time_ratio:.2f}x",
                      f"{3 * r.metric('macs') * r.metric('train_images_per_second') / 1e9:,.0f}"])
         if abs(time_ratio / mac_ratio - 1) > TIME_MISMATCH:
-            mismatched.append(f"{r.name} costs {mac_ratio:.2f}x {base.name}'s MACs but {time_ratio:.2f}x its "
-                              "training time per image")
-    machines = sorted({_machine(r) for r in timed})
-    lines += [f"Measured on {'; '.join(machines)} (training, batch of the recipe).", "",
-              md.table(["Model", "Params", "Forward MACs", "MACs × " + base.name, "Train img/s",
-                        "Time per image × " + base.name, "Effective GMAC/s (3 x MACs x img/s)"], rows), ""]
-    if mismatched:
-        lines.append("**Matched MACs are not matched time** here: " + "; ".join(mismatched) + ". MACs count "
-                     "arithmetic, not memory traffic: grouped and 1x1 convolutions, BatchNorm and activations at "
-                     "full width cost time that MACs do not show (Dehghani et al., \"The Efficiency Misnomer\").")
-    else:
-        lines.append(f"Measured time per image follows the MACs within ±{TIME_MISMATCH:.0%} for every model here.")
-    return lines + [""]
+            mismatched.append(Mismatch(r.name, mac_ratio, time_ratio))
+    table = md.Table(["Model", "Params", "Forward MACs", "MACs × " + base.name, "Train img/s",
+                      "Time per image × " + base.name, "Effective GMAC/s (3 x MACs x img/s)"], rows)
+    return Cost(base.name, sorted({machine(r) for r in timed}), table, mismatched)
 
 
-def footer(results: Sequence[FamilyResult], params: Params, base: Path) -> list[str]:
-    changed = provenance.changed_params(params)
-    train = results[0].train
-    model = results[0].model
-    inference = results[0].metric("inference") or {}
-    data_hash = provenance.dataset_hash(base / "dvc.lock", params.data.archive)
-    lines = ["## Reproducibility", "",
-             f"- git commit: `{provenance.git_commit(base)}`",
-             f"- dataset: `{data_hash or 'unknown (no dvc.lock entry)'}`",
-             f"- trained on {_machine(results[0])}; "
-             f"inference timing: {inference.get('device', md.MISSING)} ({inference.get('precision', md.MISSING)}, "
-             f"threads: {inference.get('threads', md.MISSING)})",
-             f"- torch {model.get('torch', md.MISSING)} at evaluation, python {model.get('python', md.MISSING)}; "
-             f"report written with torch {torch.__version__} on {platform.platform(terse=True)}",
-             "- params that differ from the shipped params.yaml:"
-             + ("" if changed else " none")]
-    lines += [f"  - `{key}`: {value!r} (shipped {default!r})" for key, value, default in changed]
-    return lines + ["", "Regenerate with `dvc repro` (or `convbench report` after the evaluate stages).", ""]
+# -- the page ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Origin:
+    """What wrote the page: the git commit and the report stage's torch and platform (a test injects its own)."""
+
+    commit: str
+    torch: str
+    platform: str
+
+    @classmethod
+    def of(cls, base: Path) -> Origin:
+        return cls(provenance.git_commit(base), torch.__version__, platform.platform(terse=True))
 
 
-def render(results: Sequence[FamilyResult], params: Params, cache: Cache | None, runs: Runs,
-           figdir: Path, base: Path) -> str:
-    """The whole comparison.md text; draws its figures into ``figdir`` on the way."""
+@dataclass(frozen=True)
+class Footer:
+    """Where the numbers came from: code, data, machines, versions and the params changed from the shipped file."""
+
+    origin: Origin
+    dataset: str | None
+    machine: str
+    inference: dict[str, Any]
+    torch: str | None
+    """The evaluate stage's torch and python (None where not recorded)."""
+    python: str | None
+    changed: list[tuple[str, Any, Any]]
+
+
+@dataclass(frozen=True)
+class Discussion:
+    """The Discussion section's facts."""
+
+    ranking: discussion.Ranking
+    headline: Headline | None
+    significance: discussion.Significance
+    efficiency: discussion.Efficiency
+    architecture: discussion.Architecture
+    training: discussion.Training
+
+
+@dataclass(frozen=True)
+class Page:
+    """Everything comparison.md states, section by section; the template words it."""
+
+    names: dict[str, str]
+    """Family -> model name (``ResNeXt-20 4×24d``), evaluated families only, in report order."""
+    grouped: str
+    """The grouped family's display name: the cardinality study's subject."""
+    grouped_key: str
+    """Its params.yaml section."""
+    compared: list[str]
+    """The other families' display names, the dense residual one first."""
+    classes: list[str]
+    test_images: int
+    val_images: int | None
+    image_size: Any
+    summary: Summary
+    discussion: Discussion
+    curves: bool
+    time: TimeToAccuracy | None
+    per_class: PerClass
+    gallery: list[Mistakes] | None
+    studies: Studies
+    cost: Cost | None
+    footer: Footer
+
+
+def page(results: Sequence[FamilyResult], params: Params, cache: Cache | None, runs: Runs, figdir: Path,
+         base: Path, origin: Origin) -> Page:
+    """The facts of comparison.md; draws its figures into ``figdir`` on the way."""
     pairs = discussion.all_pairs(results)
     first = results[0]
-    val_images = first.metric("val", "images")
-    intro = [
-        "# convbench: " + " vs ".join(r.name for r in results), "",
-        "Generated by the `report` stage from reports/metrics, reports/train and reports/eval; do not edit by hand. "
-        f"{len(first.classes)} classes ({', '.join(first.classes[:12])}{', …' if len(first.classes) > 12 else ''}), "
-        f"{len(first.predictions):,} test and {md.MISSING if val_images is None else f'{val_images:,}'} validation "
-        f"images at {first.model.get('image_size', md.MISSING)} px.", "",
-    ]
-    sections = [
-        intro,
-        summary_section(results, params.train.label_smoothing,
-                        {r.family: max(1, len(seed_runs(runs, params, r.family))) for r in results}),
-        ["## Discussion", "",
-         "Generated from the numbers above: which model is best and whether the difference is real; how "
-         "ResNeXt's cardinality and grouped convolutions show in its size, cost and accuracy against ResNet and "
-         "VGG; and what the training curves say about over- or under-fitting, early stopping, volatility and time.",
-         "", "### Ranking and significance", "", *discussion.ranking(results, pairs, params.train.epochs), "",
-         *budget_headline(results, runs, params),
-         *discussion.significance_table(pairs), "",
-         *seed_discussion(results, runs, params),
-         "### Accuracy per parameter and per MAC", "", *discussion.efficiency(results), "",
-         "### Cardinality and grouped convolutions: ResNeXt against ResNet and VGG", "",
-         *discussion.architecture(results, pairs), "",
-         "### Training: fitting, early stopping, volatility and time", "",
-         *discussion.training(results, params.train.epochs, params.train.patience), ""],
-        curves_section(results, figdir),
-        time_section(results, figdir),
-        confusion_section(results, figdir),
-        per_class_section(results, figdir),
-        gallery_section(results, cache, figdir),
-        seeds_section(results, runs, params),
-        budget_section(results, runs, params, figdir),
-        cost_section(results),
-        cardinality_section(runs, params, figdir),
-        footer(results, params, base),
-    ]
-    return "\n".join(line for section in sections for line in section).rstrip() + "\n"
+    studies = Studies(runs.error, seeds(results, runs, params), budget_study(results, runs, params, figdir),
+                      cardinality_study(runs, params, figdir))
+    return Page(
+        names={r.family: r.name for r in results},
+        grouped=CONFIGS[GROUPED].DISPLAY_NAME,
+        grouped_key=GROUPED,
+        compared=[CONFIGS[f].DISPLAY_NAME for f in sorted(set(FAMILIES) - {GROUPED},
+                                                          key=lambda f: (f != DENSE, FAMILIES.index(f)))],
+        classes=first.classes,
+        test_images=len(first.predictions),
+        val_images=first.metric("val", "images"),
+        image_size=first.model.get("image_size"),
+        summary=summary(results, params.train.label_smoothing,
+                        {f: max(1, n) for f, n in studies.seeds.counts.items()}),
+        discussion=Discussion(
+            discussion.ranking(results, pairs, params.train.epochs), budget_headline(results, runs, params),
+            discussion.significance(pairs), discussion.efficiency(results), discussion.architecture(results, pairs),
+            discussion.training(results, params.train.epochs, params.train.patience)),
+        curves=learning_curves(results, figdir),
+        time=time_to_accuracy(results, figdir),
+        per_class=per_class(results, figdir),
+        gallery=gallery(results, cache, figdir),
+        studies=studies,
+        cost=cost(results),
+        footer=Footer(origin, provenance.dataset_hash(base / "dvc.lock", params.data.archive), machine(first),
+                      inference(first), first.model.get("torch"), first.model.get("python"),
+                      provenance.changed_params(params)),
+    )
 
 
-def write_report(params: Params, runs: Runs, layout: Layout = Layout()) -> tuple[Path, list[FamilyResult]]:
-    """Write reports/comparison.md and reports/figures/*.png; returns the Markdown path and the results."""
+TEMPLATE = "comparison.md.j2"
+VERDICT_ENUMS = (discussion.Lead, discussion.Contrast, discussion.Compute, discussion.Stop, SeedVerdict, TrendVerdict)
+"""The enums the template compares verdicts with (``r.lead is sameas Lead.SIGNIFICANT``)."""
+
+
+def _times(value: float | None) -> str:
+    return md.MISSING if value is None else f"{value:.2f}x"
+
+
+def environment() -> jinja2.Environment:
+    """The template's environment: strict (an unknown fact is an error, not an empty string), with number filters."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("convbench.evaluation", "templates"), autoescape=False,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters.update(
+        pct=md.pct, points=md.points, seconds=md.seconds, count=md.count, rate=md.rate, times=_times, repr=repr,
+        pp=lambda v: f"{100 * v:.2f} points",
+        p=lambda v: md.MISSING if v is None else md.p_value(v),
+        share=lambda v: f"{v:.0%}",
+        thousands=lambda v: md.MISSING if v is None else f"{v:,}",
+        na=lambda v: md.MISSING if v is None else v,
+    )
+    env.globals.update({e.__name__: e for e in VERDICT_ENUMS})
+    return env
+
+
+def render(facts: Page) -> str:
+    """comparison.md's text; blank lines around optional blocks collapse to one."""
+    text = environment().get_template(TEMPLATE).render(page=facts)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def write_report(params: Params, runs: Runs, layout: Layout = Layout(),
+                 origin: Origin | None = None) -> tuple[Path, list[FamilyResult], Page]:
+    """Write reports/comparison.md and reports/figures/*.png; returns the Markdown path, the results and the facts.
+
+    ``origin`` (default: this checkout's commit, torch and platform) is a parameter so that a test's page is
+    the same on every machine.
+    """
     results = load_results(layout, family_configs(params))
     figdir = layout.reports / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
     for stale in figdir.glob("*.png"):  # the folder is this stage's output: drop figures of absent models
         stale.unlink()
     cache = load_cache(layout.cache) if layout.cache.is_file() else None
-    text = render(results, params, cache, runs, figdir, layout.base)
+    facts = page(results, params, cache, runs, figdir, layout.base, origin or Origin.of(layout.base))
     path = layout.reports / "comparison.md"
-    atomic_write_bytes(path, text.encode())
-    return path, results
+    atomic_write_bytes(path, render(facts).encode())
+    return path, results, facts
 
 
 def headline_metrics(results: Sequence[FamilyResult]) -> dict[str, float]:

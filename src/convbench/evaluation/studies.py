@@ -6,7 +6,7 @@ sorted, deterministic ``reports/runs.json`` (:func:`collect`): every finished ru
 with a test accuracy on the same data and recipe as this workspace, whatever
 its seed, its number of epochs and its model. The report then groups them here:
 seeds of the same model (:func:`seed_runs`, :func:`seed_stats`, :func:`seed_pair`),
-ResNeXt settings that differ only in cardinality and base width
+settings of the grouped family that differ only in cardinality and base width
 (:func:`cardinality_groups`, :func:`cardinality_trend`), both at the workspace's
 budget, and the workspace's models at every budget (:func:`budget_points`).
 Every failure to read the store becomes a message.
@@ -14,6 +14,7 @@ Every failure to read the store becomes a message.
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from convbench.config import to_dict
-from convbench.families import FAMILIES
+from convbench.families import FAMILIES, GROUPED
 from convbench.params import Params
 
 SEED = "train.seed"
@@ -205,23 +206,29 @@ def seed_pair(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], ke
                     float((x - y).mean()) if pairs else 0.0, p)
 
 
-def seed_verdict(pair: SeedPair, alpha: float = 0.05) -> str | None:
-    """What the seeds say about a pair; None with fewer than two shared seeds.
+class SeedVerdict(enum.Enum):
+    """What the seeds say about a pair of families."""
 
-    ``architecture``: one order in every shared seed and the paired test rejects equality;
-    ``consistent``: one order in every seed, but too few seeds for the test to reject;
-    ``noise``: the order changed between seeds.
-    """
+    ARCHITECTURE = "architecture"
+    """One order in every shared seed and the paired test rejects equality."""
+    CONSISTENT = "consistent"
+    """One order in every seed, but too few seeds for the test to reject."""
+    NOISE = "noise"
+    """The order changed between seeds."""
+
+
+def seed_verdict(pair: SeedPair, alpha: float = 0.05) -> SeedVerdict | None:
+    """The pair's :class:`SeedVerdict`; None with fewer than two shared seeds (nothing to tell)."""
     if pair.seeds < 2 or pair.p_value is None:
         return None
     if pair.seeds not in (pair.a_ahead, pair.b_ahead):
-        return "noise"
-    return "architecture" if pair.p_value < alpha else "consistent"
+        return SeedVerdict.NOISE
+    return SeedVerdict.ARCHITECTURE if pair.p_value < alpha else SeedVerdict.CONSISTENT
 
 
 @dataclass(frozen=True)
 class CardinalityGroup:
-    """One (cardinality, base width) setting of the workspace's ResNeXt, over its seeds."""
+    """One (cardinality, base width) setting of the workspace's grouped family, over its seeds."""
 
     cardinality: int
     base_width: int
@@ -232,11 +239,11 @@ class CardinalityGroup:
 
 
 def cardinality_groups(runs: Runs, params: Params) -> list[CardinalityGroup]:
-    """ResNeXt runs that differ from the workspace's only in cardinality and base width (and seed), by C."""
-    config = _config_strings(params, "resnext")
+    """Runs of the grouped family that differ from the workspace's only in cardinality and base width (and seed)."""
+    config = _config_strings(params, GROUPED)
     settings: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for run in _at_budget(runs, params):
-        if run["family"] == "resnext" and _model_matches(run, config, skip=(*SWEPT, "complexity_of")):
+        if run["family"] == GROUPED and _model_matches(run, config, skip=(*SWEPT, "complexity_of")):
             key = (int(run["model"]["cardinality"]), int(run["model"]["base_width"]))
             settings.setdefault(key, []).append(run)
     groups = []

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         params = load_params()
         layout = Layout()
-        path, results = write_report(params, load_runs(layout.reports / "runs.json"), layout)
+        path, results, _ = write_report(params, load_runs(layout.reports / "runs.json"), layout)
         logged = log_report(path, layout.reports / "figures", headline_metrics(results))
         print(f"wrote {path} ({len(results)} model(s)) and {layout.reports / 'figures'}/")
         if logged and (hint := browse_hint()):
