@@ -50,7 +50,7 @@ def test_budget_points_group_runs_by_family_budget_and_machine() -> None:
     points = budget_points(runs, PARAMS)
     assert len(points) == 10
     vgg4 = [p for p in points if (p.family, p.epochs, p.machine) == ("vgg", 4, HERE)][0]
-    assert vgg4.test.n == 2 and vgg4.test.mean == pytest.approx(0.801) and vgg4.seconds == pytest.approx(200.5)
+    assert vgg4.test.n == 2 and vgg4.test.mean == pytest.approx(0.801) and vgg4.seconds == pytest.approx(200)  # the fastest seed
     assert vgg4.compute == pytest.approx(3 * 4e7 * 45_000 * 4)  # 3 x MACs x images seen
     assert [p.machine for p in points if (p.family, p.epochs) == ("vgg", 4)] == [HERE, other]
 
@@ -67,12 +67,12 @@ def test_ranks_crossings_front_and_time_to_target() -> None:
     front = budget.pareto_front(points, tta=False)
     assert [(p.family, p.epochs) for p in front] == [("vgg", 2), ("vgg", 4), ("vgg", 8), ("resnext", 8)]
     vgg = [p for p in points if p.family == "vgg"]
-    # means over seeds: 2 epochs 101 s 70.2 %, 4 epochs 201 s 80.2 %, 8 epochs 401 s 84.2 %
+    # fastest seed, mean accuracy over seeds: 2 epochs 100 s 70.2 %, 4 epochs 200 s 80.2 %, 8 epochs 400 s 84.2 %
     assert budget.seconds_to(vgg, 0.80, tta=False) == pytest.approx(math.exp(
-        math.log(101) + 0.98 * (math.log(201) - math.log(101))))
+        math.log(100) + 0.98 * (math.log(200) - math.log(100))))
     assert budget.seconds_to(vgg, 0.90, tta=False) is None
-    assert budget.seconds_to(vgg, 0.50, tta=False) == pytest.approx(101)  # below the shortest budget: its time
-    assert budget.seconds_to(vgg, 0.822, tta=False) == pytest.approx((201 * 401) ** 0.5)  # half way, log time
+    assert budget.seconds_to(vgg, 0.50, tta=False) == pytest.approx(100)  # below the shortest budget: its time
+    assert budget.seconds_to(vgg, 0.822, tta=False) == pytest.approx((200 * 400) ** 0.5)  # half way, log time
 
 
 def test_budget_section_table_figure_and_verdict(tmp_path: Path) -> None:

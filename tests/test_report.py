@@ -445,6 +445,17 @@ def test_the_rendered_page_matches_the_golden_file(tmp_path: Path) -> None:
     assert text == GOLDEN.read_text(), "the page changed; see this test's docstring to regenerate the golden file"
 
 
+def test_runs_known_only_from_the_committed_record_are_named_in_every_study(tmp_path: Path) -> None:
+    """A fresh clone's empty store: the studies' runs come from runs.json, and each study section says so."""
+    runs = budget_runs()
+    recorded = [r | {"in_store": False} for r in runs[:4]] + runs[4:]
+    text, page = build(tmp_path, Runs(recorded))
+    assert (page.studies.recorded, page.studies.total) == (4, len(runs))
+    for section in ("## Repeated seeds", "## Accuracy against training budget", "## ResNeXt: accuracy against"):
+        assert f"4 of the {len(runs)} runs behind the studies come from the committed `reports/runs.json`" in \
+            text.split(section)[1].split("\n## ")[0]
+
+
 def test_missing_metrics_is_a_one_line_error_naming_the_stage(tmp_path: Path) -> None:
     with pytest.raises(ConvbenchError, match="dvc repro evaluate"):
         write_report(parse_params(SECTIONS), Runs([], "off"), Layout(tmp_path))

@@ -37,8 +37,8 @@ from convbench.evaluation.budget import BudgetRank, Crossing
 from convbench.evaluation.results import FamilyResult, load_results
 from convbench.evaluation.studies import (
     COMPLEXITY_TOLERANCE, BudgetPoint, CardinalityGroup, Runs, SeedPair, SeedStats, SeedVerdict, Trend,
-    budget_points, cardinality_groups, cardinality_trend, machine_label, seed_pair, seed_runs, seed_stats,
-    seed_verdict,
+    budget_points, cardinality_groups, cardinality_trend, machine_label, recorded_only, seed_pair, seed_runs,
+    seed_stats, seed_verdict,
 )
 from convbench.families import CONFIGS, DENSE, FAMILIES, GROUPED
 from convbench.params import Params
@@ -494,12 +494,14 @@ def cardinality_study(runs: Runs, params: Params, figdir: Path) -> CardinalitySt
 class Studies:
     """The seed, budget and cardinality studies, from the runs of ``reports/runs.json``.
 
-    Facts about those runs as a whole belong here, beside ``error`` (why they could not be read), so that
-    every study's section can state them (as the template does with ``error``): for instance how many of
-    them the committed file holds that the MLflow store does not.
+    Facts about those runs as a whole live here, beside ``error`` (why they could not be read), so that
+    every study's section can state them: ``recorded`` of the ``total`` runs are known only from the
+    committed ``runs.json``, not from this MLflow store (a fresh clone, another machine).
     """
 
     error: str | None
+    recorded: int
+    total: int
     seeds: Seeds
     budget: BudgetStudy
     cardinality: CardinalityStudy
@@ -620,7 +622,7 @@ def page(results: Sequence[FamilyResult], params: Params, cache: Cache | None, r
     """The facts of comparison.md; draws its figures into ``figdir`` on the way."""
     pairs = discussion.all_pairs(results)
     first = results[0]
-    studies = Studies(runs.error, seeds(results, runs, params), budget_study(results, runs, params, figdir),
+    studies = Studies(runs.error, len(recorded_only(runs)), len(runs.runs), seeds(results, runs, params), budget_study(results, runs, params, figdir),
                       cardinality_study(runs, params, figdir))
     return Page(
         names={r.family: r.name for r in results},
