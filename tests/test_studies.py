@@ -99,7 +99,7 @@ def test_runs_stage_queries_again_only_when_store_params_or_output_changed(tmp_p
     monkeypatch.delenv("DVC_ROOT", raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
     queried: list[str] = []
-    monkeypatch.setattr(studies, "collect", lambda uri, params: queried.append(uri) or Runs([], None))
+    monkeypatch.setattr(studies, "collect", lambda uri, params, recorded: queried.append(uri) or Runs([], None))
     out = tmp_path / "reports" / "runs.json"
 
     def repro() -> int:
