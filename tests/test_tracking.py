@@ -176,3 +176,25 @@ def test_ui_link_opens_the_model_training_view() -> None:
     assert store.ui_link("http://tracker:8080/", "7") == "http://tracker:8080/#/experiments/7?workflowType=machine_learning"
     assert "mlflow ui --backend-store-uri sqlite:////p/mlflow.db" in store.ui_hint("sqlite:////p/mlflow.db", "3")
     assert store.ui_hint("http://tracker:8080", "7") == "MLflow runs: http://tracker:8080/#/experiments/7?workflowType=machine_learning"
+
+
+@pytest.mark.parametrize("enabled", [None, "false"])
+def test_a_training_run_samples_the_machine_unless_turned_off(
+        sqlite_store: Any, monkeypatch: pytest.MonkeyPatch, enabled: str | None) -> None:
+    """MLflow's system metrics (CPU, memory) in the run until it finishes, sampled twice a second here."""
+    import time
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
+    if enabled is not None:
+        monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", enabled)
+    logger = RunLogger.start("vgg", {"family": "vgg"}, system_metrics=True)
+    time.sleep(2)
+    logger.finish()
+    run = sqlite_store.get_run(logger.run_id)
+    system = {k for k in run.data.metrics if k.startswith("system/")}
+    if enabled == "false":
+        assert not system
+        return
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
+    assert len(sqlite_store.get_metric_history(logger.run_id, "system/cpu_utilization_percentage")) >= 2
+    assert run.info.status == "FINISHED"

@@ -113,9 +113,9 @@ def stage_env(base: Path, uri: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(SRC), "MLFLOW_TRACKING_URI": uri, "DVC_ROOT": str(base)}
 
 
-def train(base: Path, uri: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "convbench.stages.train", "resnet"], cwd=base, env=stage_env(base, uri),
-                          capture_output=True, text=True, timeout=600)
+def train(base: Path, uri: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "convbench.stages.train", "resnet"], cwd=base,
+                          env=stage_env(base, uri) | env, capture_output=True, text=True, timeout=600)
 
 
 def history_rows(base: Path) -> list[dict[str, str]]:
@@ -145,10 +145,13 @@ def assert_run_complete(server: Server, base: Path, epochs: int) -> None:
 
 def test_training_logs_everything_to_the_server(server: Server, tmp_path: Path) -> None:
     base = project(tmp_path / "project", epochs=3)
-    done = train(base, server.uri)
+    done = train(base, server.uri, MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="0.5")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "unreachable" not in done.stderr
+    assert "unreachable" not in done.stderr and "system metrics" not in done.stderr
     assert_run_complete(server, base, epochs=3)
+    run_id = json.loads(Layout(base).train_summary("resnet").read_text())["mlflow_run_id"]
+    metrics = {m["key"] for m in server.get("runs/get", run_id=run_id)["run"]["data"]["metrics"]}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= metrics
     assert not (base / "mlflow-spool").exists()
 
 

@@ -165,7 +165,8 @@ def _train(
 
     backup = (f"Every metric is also in the DVC outputs {layout.train_summary(family)} and {layout.history(family)} "
               "(one row per epoch).")
-    run_log = RunLogger.start(family, {"family": family}, state["mlflow_run_id"] if state else None, backup=backup)
+    run_log = RunLogger.start(family, {"family": family}, state["mlflow_run_id"] if state else None, backup=backup,
+                              system_metrics=True)
     run_id = run_log.run_id
     with run_log:
         run_log.set_tags(machine)  # a resumed run names the machine that finished it
