@@ -1,13 +1,9 @@
 """``python -m bench.gpu --archive cifar10.zip``: one epoch of a recipe per model, on the GPU.
 
-Part of ``bench/gpu_check.sh``. It composes the recipe (``course`` by default)
-over params.yaml, prepares the data with the pipeline's own functions (unzip,
-cache at the recipe's image size, split), then trains every run's models for
-one epoch with the real :class:`~convbench.training.loop.Trainer` (the recipe's
-batch, optimizer, schedule, precision ``auto``) and prints, per model, training
-images/s, the epoch's seconds, validation accuracy after that epoch, and the
-peak GPU memory. No DVC or MLflow is needed, so it runs on a bare GPU image.
-Run it from the project root with ``src`` importable (``gpu_check.sh`` sets ``PYTHONPATH``).
+The second half of ``bench/gpu_check.sh``: the recipe (``course`` by default) over params.yaml, its data prepared by
+the pipeline's own functions and its models trained by the real :class:`~convbench.training.loop.Trainer` at the
+recipe's settings, so the figures are the pipeline's. It needs no DVC or MLflow, so it runs on a bare GPU image, from
+the project root with ``src`` importable (``gpu_check.sh`` sets ``PYTHONPATH``).
 """
 
 from __future__ import annotations
@@ -26,8 +22,8 @@ from convbench.data.cache import build_cache
 from convbench.data.format import Cache
 from convbench.data.split import describe_split, make_split
 from convbench.data.unzip import unzip_archive
-from convbench.errors import ConvbenchError
-from convbench.families import FAMILIES, FamilyConfig
+from convbench.errors import run_stage
+from convbench.families import FAMILIES, FamilyConfig, ResNeXtConfig
 from convbench.models import summarize
 from convbench.params import Params
 from convbench.paths import project_root
@@ -39,48 +35,41 @@ from convbench.training.loop import Trainer
 
 def prepare(params: Params, archive: Path, work: Path) -> tuple[Cache, dict[str, torch.Tensor]]:
     """Unzip, cache and split ``archive`` under ``work`` exactly as the data stages would."""
-    data = params.data
-    images, manifest = work / "images", work / "unzip.json"
+    data, images, manifest = params.data, work / "images", work / "unzip.json"
     start = time.perf_counter()
-    unzip_archive(
-        archive, images, manifest, max_files=data.max_files, max_bytes=data.max_bytes,
-        max_ratio=data.max_ratio, max_file_bytes=data.max_file_bytes,
-    )
+    unzip_archive(archive, images, manifest, max_files=data.max_files, max_bytes=data.max_bytes,
+                  max_ratio=data.max_ratio, max_file_bytes=data.max_file_bytes)
     cache = build_cache(images, manifest, data.image_size)
-    split = make_split(
-        cache.labels.numpy(), cache.origin.numpy(), val_fraction=data.val_fraction, test_fraction=data.test_fraction,
-        seed=data.seed, max_per_class=data.max_per_class, stratify=data.stratify, classes=cache.classes,
-    )
+    split = make_split(cache.labels.numpy(), cache.origin.numpy(), val_fraction=data.val_fraction,
+                       test_fraction=data.test_fraction, seed=data.seed, max_per_class=data.max_per_class,
+                       stratify=data.stratify, classes=cache.classes)
     print(f"data: {len(cache.labels):,} images at {data.image_size}px in {time.perf_counter() - start:.0f} s; "
           f"{describe_split(split, cache.origin.numpy())}", flush=True)
     return cache, {k: torch.tensor(v, dtype=torch.long) for k, v in split.items()}
 
 
 def one_epoch(config: FamilyConfig, params: Params, cache: Cache, split: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Train the model of ``config`` for the first epoch of ``params.train``; speed, accuracy and peak memory.
-
-    The model is built as the train stage builds it, ``train.whiten``'s stem included.
-    """
+    """Train ``config``'s model, built as the train stage builds it (``train.whiten``'s stem included), for the first
+    epoch of ``params.train``; speed, accuracy and peak memory."""
     runtime = resolve_runtime(params.train)
+    cuda = runtime.device.type == "cuda"
     torch.manual_seed(params.train.seed)
     model = build_untrained(config, params.train.whiten, cache, split)
-    family = model.family
     size = summarize(model, cache.image_size)
-    if runtime.device.type == "cuda":
+    if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(runtime.device)
-    trainer = Trainer(model, cache, split, params.train, runtime, progress=family)
+    trainer = Trainer(model, cache, split, params.train, runtime, progress=model.family)
     row = trainer.train_epoch(1)
     val_loss, val_accuracy = trainer.evaluate(split["val"])
-    peak = torch.cuda.max_memory_allocated(runtime.device) if runtime.device.type == "cuda" else 0
     return {
-        "family": family, "model": to_dict(config), "params": size.params, "macs": size.macs,
-        "device": torch.cuda.get_device_name(runtime.device) if runtime.device.type == "cuda" else "cpu",
+        "family": model.family, "model": to_dict(config), "params": size.params, "macs": size.macs,
+        "device": torch.cuda.get_device_name(runtime.device) if cuda else "cpu",
         "precision": runtime.precision, "channels_last": runtime.channels_last,
         "batch_size": trainer.batch_size, "train_images": trainer.steps_per_epoch * trainer.batch_size,
         "train_seconds": row["train_seconds"], "images_per_second": row["images_per_second"],
         "train_loss": row["train_loss"], "val_loss": val_loss, "val_accuracy": val_accuracy,
-        "peak_memory_bytes": peak,
+        "peak_memory_bytes": torch.cuda.max_memory_allocated(runtime.device) if cuda else 0,
     }
 
 
@@ -91,24 +80,18 @@ def run_check(recipe_name: str, archive: Path, work: Path, settings: dict[str, A
     cache, split = prepare(runs[0], archive, work)
     results, done = [], []
     for params in runs:
-        for family in FAMILIES:
-            config = params.models[family]
+        for config in (params.models[family] for family in FAMILIES):
             if config in done:
                 continue
             done.append(config)
-            result = one_epoch(config, params, cache, split)
-            results.append(result)
-            print(format_row(result), flush=True)
+            r = one_epoch(config, params, cache, split)
+            results.append(r)
+            groups = f" {config.cardinality}x{config.base_width}d" if isinstance(config, ResNeXtConfig) else ""
+            print(f"{r['family'] + groups:<16} {r['params'] / 1e6:6.2f} M params {r['macs'] / 1e9:6.2f} GMACs | "
+                  f"{r['images_per_second']:8,.0f} img/s  {r['train_seconds']:6.1f} s/epoch | "
+                  f"val acc {r['val_accuracy']:.4f} | peak {r['peak_memory_bytes'] / 2**30:5.2f} GiB | "
+                  f"{r['device']} {r['precision']} batch {r['batch_size']}", flush=True)
     return results
-
-
-def format_row(r: dict[str, Any]) -> str:
-    m = r["model"]
-    name = r["family"] + (f" {m['cardinality']}x{m['base_width']}d" if "cardinality" in m else "")
-    return (f"{name:<16} {r['params'] / 1e6:6.2f} M params {r['macs'] / 1e9:6.2f} GMACs | "
-            f"{r['images_per_second']:8,.0f} img/s  {r['train_seconds']:6.1f} s/epoch | "
-            f"val acc {r['val_accuracy']:.4f} | "
-            f"peak {r['peak_memory_bytes'] / 2**30:5.2f} GiB | {r['device']} {r['precision']} batch {r['batch_size']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,15 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
                         help="override a params key, e.g. -S data.image_size=32 for a quick check")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> None:
         results = run_check(args.recipe, args.archive, args.work, dict(map(parse_override, args.set_param)))
-    except ConvbenchError as exc:
-        print(f"bench.gpu: error: {exc}")
-        return 2
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
-    return 0
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2))
+
+    return run_stage("bench.gpu", body)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Loading images: the cache stage against the notebook's ImageFolder loop, in speed and peak memory.
 
 Both read the same staged copy of an image folder (page cache warm for both), each in its own child process
-(``python -m bench.loading``) while this process reads the memory of the child's process tree with psutil:
-PSS (a page shared by k processes counts 1/k in each, so the cache stage's forked workers are not counted
-twice), USS where the OS has no PSS. Net memory is that peak less the peak of a child that only imports
-what the others import before working (torch): the memory the work itself allocated.
+(``python -m bench.loading``) while this process reads the memory of the child's process tree with psutil: PSS (a
+page shared by k processes counts 1/k in each, so the cache stage's forked workers are not counted twice), USS where
+the OS has no PSS. Net memory is that peak less the peak of a child that only imports what the others import before
+working (torch): the memory the work itself allocated.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from convbench.errors import ConvbenchError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_SECONDS = 0.02
-HOLD_SECONDS = 0.5
-"""A child keeps its result alive this long after the work, so the sampler sees its final footprint."""
+HOLD_SECONDS = 0.5  # a child keeps its result alive this long after the work, so the sampler sees its final footprint
 MB = 2**20
 
 
@@ -97,11 +96,12 @@ def measure_loading(root: Path, manifest: Path, image_size: int, baseline_mb: fl
         raise ConvbenchError(f"the cache stage read {ours['images']} images but ImageFolder {notebook['images']}")
     for result in (ours, notebook):
         result |= {"images_per_second": result["images"] / result["seconds"], "net_mb": result["peak_mb"] - baseline_mb}
-    return {
-        "image_size": image_size, "images": ours["images"], "ours": ours, "notebook": notebook,
-        "speedup": ours["images_per_second"] / notebook["images_per_second"],
-        "memory_ratio": ours["net_mb"] / notebook["net_mb"],
-    }
+    speedup = ours["images_per_second"] / notebook["images_per_second"]
+    memory_ratio = ours["net_mb"] / notebook["net_mb"]
+    print(f"bench: load {ours['images']:,} images at {image_size} px: {speedup:.2f}x the notebook's images/s, "
+          f"{memory_ratio:.2f} of its net memory", flush=True)
+    return {"image_size": image_size, "images": ours["images"], "ours": ours, "notebook": notebook,
+            "speedup": speedup, "memory_ratio": memory_ratio}
 
 
 def child(args: list[str]) -> dict[str, Any]:
@@ -112,11 +112,9 @@ def child(args: list[str]) -> dict[str, Any]:
     start = time.perf_counter()
     if command == "ours":
         from convbench.data.cache import build_cache
-
         images = build_cache(Path(rest[0]), Path(rest[1]), int(rest[2])).images
     else:
         from bench.notebook import notebook_image_dataset
-
         images = notebook_image_dataset(Path(rest[0]), int(rest[1])).tensors[0]
     seconds = time.perf_counter() - start
     time.sleep(HOLD_SECONDS)

@@ -1,11 +1,10 @@
 """The course notebook's way of loading images and training, reproduced as the benchmark's reference.
 
-Everything here is what the notebook does, kept deliberately: float32 images from
-``ImageFolder`` + ``Resize`` + ``ToTensor`` read one at a time and stacked, one-hot
-labels in a ``TensorDataset``, a shuffling ``DataLoader``, ``labels.argmax(dim=1)``
-and ``.item()`` in every batch, fp32, NCHW, no augmentation. Only the optimizer and
-the loss's label smoothing are ours (the same objects our step uses), so a timing
-difference comes from the data path, precision and memory layout, not from the recipe.
+Everything here is what the notebook does, kept deliberately: float32 images from ``ImageFolder`` + ``Resize`` +
+``ToTensor`` read one at a time and stacked, one-hot labels in a ``TensorDataset``, a shuffling ``DataLoader``,
+``labels.argmax(dim=1)`` and ``.item()`` in every batch, fp32, NCHW, no augmentation. Only the optimizer and the
+loss's label smoothing are ours (the same objects our step uses), so a timing difference comes from the data path,
+precision and memory layout, not from the recipe.
 """
 
 from __future__ import annotations
@@ -23,11 +22,8 @@ from convbench.training.optim import build_optimizer
 
 
 def notebook_image_dataset(root: Path, image_size: int) -> TensorDataset:
-    """The notebook's ``ImageFolder`` read plus its ``create_one_hot_dataset``, line for line.
-
-    (The notebook also makes a first full pass over the ``ImageFolder`` for class
-    statistics; that pass is left out, which flatters the notebook.)
-    """
+    """The notebook's ``ImageFolder`` read plus its ``create_one_hot_dataset``, line for line (less its first full
+    pass over the ``ImageFolder`` for class statistics, which flatters the notebook)."""
     transform = transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
     dataset = datasets.ImageFolder(root=str(root), transform=transform)
     num_classes = len(dataset.classes)
@@ -44,11 +40,9 @@ def notebook_image_dataset(root: Path, image_size: int) -> TensorDataset:
 
 
 class NotebookLoop:
-    """The notebook's ``train_one_epoch`` over a ``TensorDataset`` of float images and one-hot labels.
-
-    ``images`` are uint8 (N, 3, H, W) and become what ``ToTensor`` yields (float32
-    in 0..1, NCHW); ``labels`` become one-hot rows as ``F.one_hot`` makes them.
-    """
+    """The notebook's ``train_one_epoch`` over a ``TensorDataset`` of float images and one-hot labels: uint8 ``images``
+    (N, 3, H, W) become what ``ToTensor`` yields (float32 in 0..1, NCHW), ``labels`` one-hot rows as ``F.one_hot``
+    makes them."""
 
     def __init__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                  params: TrainParams, device: torch.device) -> None:

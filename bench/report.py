@@ -8,9 +8,9 @@ from typing import Any
 from convbench.files import atomic_write_bytes, write_json
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(row) + " |" for row in [header, *rows]]
+    return "\n".join([lines[0], "|" + "---|" * len(header), *lines[1:]])
 
 
 def _pct(x: float) -> str:
@@ -39,15 +39,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         loading.append([f"{c['image_size']} px", "**ours / notebook**", f"**{c['speedup']:.2f}x**", "",
                         f"**{c['memory_ratio']:.2f}**", ""])
     loads = " -> ".join(" / ".join(f"{x:.2f}" for x in load) for load in noise["load_average"])
-    return "\n".join([
-        "# convbench benchmark",
-        "",
-        "Re-run with `python bench/run.py` (or `convbench bench`) from the project root (docs/benchmark.md); every "
-        "figure is also in benchmark.json." + (" **Quick mode: tiny models, the figures mean nothing.**"
-                                               if r["mode"] == "quick" else ""),
-        "",
-        "## Machine",
-        "",
+    machine = [
         f"- {m['machine.device']}: **{m.get('machine.gpu', m['machine.cpu'])}**; {m['logical_cpus']} logical CPUs, "
         f"CPU bf16 {m['machine.cpu_bf16']}, AMX {m['machine.cpu_amx']}; torch {m['torch']}, Python {m['python']}",
         f"- convbench's runtime: {m['machine.precision']} autocast, {m['machine.memory_format']}, "
@@ -56,23 +48,26 @@ def render_markdown(r: dict[str, Any]) -> str:
         + "; ".join(f"{p} **{peaks[p]['flops'] / 1e9:,.0f} GFLOP/s** ({peaks[p]['size']}^2)" for p in peaks),
         f"- other processes kept **{noise['other_cores']:.2f} cores** busy on average (load average, start -> end: "
         f"{loads}); {r['mode']} run, {r['seconds'] / 60:.1f} min",
-        "",
+    ]
+    quick = " **Quick mode: tiny models, the figures mean nothing.**" if r["mode"] == "quick" else ""
+    return "\n\n".join([
+        "# convbench benchmark",
+        "Re-run with `python bench/run.py` (or `convbench bench`) from the project root (docs/benchmark.md); every "
+        "figure is also in benchmark.json." + quick,
+        "## Machine",
+        "\n".join(machine),
         "## Training step: ours against the course notebook's",
-        "",
         "Same network, initial weights, optimizer settings and batch; one step of each per round, order alternating, "
         "medians over rounds after warm-up steps. Utilisation = 3 x forward FLOPs x images/s / matmul peak. "
         "Spread = (slowest - fastest round) / median.",
-        "",
-        *_table(["family", "size", "batch", "fwd MFLOP/img", "ours img/s", "notebook img/s", "ours / notebook",
-                 "ours % bf16 peak", "ours % fp32 peak", "notebook % fp32 peak", "rounds (spread ours / notebook)"],
-                training),
+        _table(["family", "size", "batch", "fwd MFLOP/img", "ours img/s", "notebook img/s", "ours / notebook",
+                "ours % bf16 peak", "ours % fp32 peak", "notebook % fp32 peak", "rounds (spread ours / notebook)"],
+               training),
         "## Loading images: the cache stage against the notebook's",
-        "",
         f"Images: {d['source']}. Each loader ran in its own child process; peak MB is the peak summed PSS of its "
         f"process tree, net MB that less the peak of a child that only imports torch ({d['baseline_mb']:,.0f} MB).",
-        "",
-        *_table(["size", "loader", "img/s", "peak MB", "net MB", "dataset tensor MB"], loading),
-    ])
+        _table(["size", "loader", "img/s", "peak MB", "net MB", "dataset tensor MB"], loading),
+    ]) + "\n"
 
 
 def write_reports(results: dict[str, Any], out: Path) -> None:

@@ -4,8 +4,6 @@ This checkout's ``bench`` and ``src`` go first on the import path, so the benchm
 measures the code beside it, installed or not. ``convbench bench`` runs this file.
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
