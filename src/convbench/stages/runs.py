@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         from convbench.files import atomic_write_bytes
         from convbench.evaluation.studies import collect, encode_runs, load_runs, recorded_only
 
-        runs = collect(uri, params, load_runs(path) if path.is_file() else None)
+        runs = collect(uri, params, load_runs(path))  # a missing file records nothing
         atomic_write_bytes(path, encode_runs(runs))
         note = f" ({runs.error})" if runs.error else ""
         kept = len(recorded_only(runs))
