@@ -27,13 +27,22 @@ def synthetic_cache(classes: int = 3, per_class: int = 40, size: int = 16, seed:
         base = colour.view(3, 1, 1) + stripes.view(1, 1, size)
         noise = torch.randn(per_class, 3, size, size, generator=generator) * 25
         images.append((base + noise).clamp(0, 255).round().to(torch.uint8))
-    images_t, labels = torch.cat(images), torch.arange(classes).repeat_interleave(per_class)
-    scaled, names = images_t.float() / 255, [f"class{k}" for k in range(classes)]
+    images_t = torch.cat(images)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    scaled = images_t.float() / 255
+    names = [f"class{k}" for k in range(classes)]
     return Cache(
-        images=images_t, labels=labels, onehot=torch.nn.functional.one_hot(labels, classes).to(torch.uint8),
-        classes=names, mean=scaled.mean(dim=(0, 2, 3)), std=scaled.std(dim=(0, 2, 3)),
-        counts=torch.full((classes,), per_class, dtype=torch.long), origin=torch.zeros(len(labels), dtype=torch.uint8),
-        files=[f"{names[k]}/{j:04d}.png" for k in range(classes) for j in range(per_class)], skipped=[], ignored=[],
+        images=images_t,
+        labels=labels,
+        onehot=torch.nn.functional.one_hot(labels, classes).to(torch.uint8),
+        classes=names,
+        mean=scaled.mean(dim=(0, 2, 3)),
+        std=scaled.std(dim=(0, 2, 3)),
+        counts=torch.full((classes,), per_class, dtype=torch.long),
+        origin=torch.zeros(len(labels), dtype=torch.uint8),
+        files=[f"{names[k]}/{j:04d}.png" for k in range(classes) for j in range(per_class)],
+        skipped=[],
+        ignored=[],
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +183,6 @@ def test_ui_link_opens_the_model_training_view() -> None:
 def test_a_training_run_samples_the_machine_unless_turned_off(
         sqlite_store: Any, monkeypatch: pytest.MonkeyPatch, enabled: str | None) -> None:
     """MLflow's system metrics (CPU, memory) in the run until it finishes, sampled twice a second here."""
-    import time
-
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
     if enabled is not None:
         monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", enabled)
